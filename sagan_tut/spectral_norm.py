@@ -135,7 +135,9 @@ class SpectralNormalization(keras.layers.Wrapper):
         layer = self.layer
         if isinstance(layer, keras.layers.Embedding):
             return ops.take(ops.cast(w, self.compute_dtype), ops.cast(inputs, "int32"), axis=0)
-        w = ops.cast(w, inputs.dtype)
+        # autocast is off (see __init__), so cast inputs to the policy's compute dtype ourselves
+        inputs = ops.cast(inputs, self.compute_dtype)
+        w = ops.cast(w, self.compute_dtype)
         if isinstance(layer, keras.layers.Dense):
             y = ops.matmul(inputs, w)
         elif isinstance(layer, keras.layers.Conv2DTranspose):

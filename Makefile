@@ -1,0 +1,61 @@
+# SAGAN from scratch -- every task of the project, each one line for a reader to copy.
+# The README's two commands:  `make book` (the main job)  and  `make test` (every test).
+# Both create/reuse the virtual environment .venv and install what they need from PyPI.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+
+.PHONY: install book test unit nbval book-check browser chromium notebooks train-quick bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else "need Python 3.10-3.12, found %d.%d: set PYTHON=python3.11" % v)'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[book,dev]"
+	@touch $@
+
+install: $(STAMP)
+
+# The main job: build the book, executing every chapter in the quick profile.
+book: $(STAMP)
+	SAGAN_TUT_PROFILE=quick $(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "book: $(CURDIR)/_build/html/index.html"
+
+# Every test: unit tests, the notebooks against their committed outputs, the strict book build, a real browser.
+test: $(STAMP) chromium
+	$(BIN)/pytest tests -m "not browser"
+	$(MAKE) --no-print-directory nbval
+	$(MAKE) --no-print-directory book
+	SAGAN_TUT_REQUIRE_BOOK=1 $(BIN)/pytest tests -m browser
+
+unit: $(STAMP)
+	$(BIN)/pytest tests -m "not browser"
+
+nbval: $(STAMP)
+	SAGAN_TUT_PROFILE=quick $(BIN)/pytest --nbval-lax -p no:randomly notebooks/ --ignore-glob='notebooks/_*'
+
+browser: $(STAMP) chromium
+	SAGAN_TUT_REQUIRE_BOOK=1 $(BIN)/pytest tests -m browser
+
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "chromium missing: run 'sudo apt-get install chromium'"; exit 1; }
+
+# Re-execute every chapter in the quick profile and store its outputs (nbval's reference).
+notebooks: $(STAMP)
+	for nb in notebooks/[0-9]*.ipynb; do \
+	  SAGAN_TUT_PROFILE=quick $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=900 "$$nb" || exit 1; done
+
+train-quick: $(STAMP)
+	$(BIN)/sagan-tut train --preset quick --out runs/quick
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf _build runs
