@@ -11,14 +11,17 @@ attention map beta_{j,i}; the output at j is o_j = sum_i beta_{j,i} h(x_i) and t
 
 so a freshly built block is the identity and the network learns how much non-local evidence to mix in.
 
-Two variants:
+Three variants, because the sources disagree (see the errata page):
 
-* ``variant="paper"``: h has C channels and o is added directly (the paper's description).
+* ``variant="paper"``: h has C channels and o is added directly. This is the block of the first arXiv version
+  of the paper, of the blog post's code and of heykeetae's PyTorch code.
+* ``variant="icml"``: the published (ICML 2019) equations, o_j = v(sum_i beta_{j,i} h(x_i)) with h mapping to
+  C/8 channels and a 1x1 output conv v mapping C/8 back to C.
 * ``variant="biggan"``: the official TF code and BigGAN. h has C/2 channels, keys and values are 2x2
   max-pooled (4x fewer positions to attend over, so the N x N map becomes N x N/4), and a 1x1 output conv v
   maps the C/2 channels back to C. Pooling exists for compute: the score matrix grows as N^2 = (H*W)^2.
 
-The softmax runs in float32 even under mixed precision.
+Scores and softmax run in float32 even under mixed precision (float16 scores can overflow or round badly).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from keras import ops
 
 from .spectral_norm import SpectralNormalization
 
-VARIANTS = ("paper", "biggan")
+VARIANTS = ("paper", "icml", "biggan")
 
 
 def _conv1x1(channels: int, name: str, spectral_norm: bool):
@@ -40,7 +43,8 @@ class SelfAttention(keras.layers.Layer):
     """Self-attention over all positions of a ``(batch, H, W, C)`` feature map.
 
     Args:
-        variant: ``"paper"`` (values C, no pooling) or ``"biggan"`` (values C/2, pooled keys/values, output conv).
+        variant: ``"paper"`` (values C, no output conv), ``"icml"`` (values C/8, output conv v) or ``"biggan"``
+            (values C/2, pooled keys/values, output conv v).
         key_divisor: keys and queries have ``C // key_divisor`` channels (8 in the paper).
         spectral_norm: wrap f, g, h (and v) in :class:`SpectralNormalization`, as SAGAN does.
         return_attention: return ``(y, beta)`` with ``beta`` of shape ``(batch, N_queries, N_keys)``.
@@ -64,14 +68,14 @@ class SelfAttention(keras.layers.Layer):
             raise ValueError(f"SelfAttention expects (batch, H, W, C) inputs with known C, got {input_shape}.")
         channels = int(input_shape[-1])
         key_channels = max(1, channels // self.key_divisor)
-        value_channels = channels if self.variant == "paper" else max(1, channels // 2)
+        value_channels = {"paper": channels, "icml": key_channels, "biggan": max(1, channels // 2)}[self.variant]
         self.f = _conv1x1(key_channels, "f", self.spectral_norm)
         self.g = _conv1x1(key_channels, "g", self.spectral_norm)
         self.h = _conv1x1(value_channels, "h", self.spectral_norm)
         self.f.build(input_shape)
         self.g.build(input_shape)
         self.h.build(input_shape)
-        if self.variant == "biggan":
+        if self.variant != "paper":
             self.v = _conv1x1(channels, "v", self.spectral_norm)
             self.v.build(tuple(input_shape[:-1]) + (value_channels,))
         self.gamma = self.add_weight(name="gamma", shape=(), initializer="zeros", trainable=True)
@@ -96,11 +100,12 @@ class SelfAttention(keras.layers.Layer):
         queries = ops.reshape(queries, (batch, -1, queries.shape[-1]))  # (B, N, C/8)
         keys = ops.reshape(keys, (batch, -1, keys.shape[-1]))  # (B, M, C/8)
         values = ops.reshape(values, (batch, -1, values.shape[-1]))  # (B, M, Cv)
-        scores = ops.matmul(queries, ops.transpose(keys, (0, 2, 1)))  # s: (B, N, M)
-        beta = ops.softmax(ops.cast(scores, "float32"), axis=-1)  # rows sum to 1 over key positions i
+        # s_ij = f(x_i)^T g(x_j) in float32: only C/8 channels, so cheap, and safe from float16 overflow
+        scores = ops.matmul(ops.cast(queries, "float32"), ops.transpose(ops.cast(keys, "float32"), (0, 2, 1)))
+        beta = ops.softmax(scores, axis=-1)  # (B, N, M); rows sum to 1 over key positions i
         o = ops.matmul(ops.cast(beta, values.dtype), values)  # (B, N, Cv)
         o = ops.reshape(o, (batch, height, width, values.shape[-1]))
-        if self.variant == "biggan":
+        if self.variant != "paper":
             o = self.v(o, training=training)
         y = x + ops.cast(self.gamma, x.dtype) * o
         return (y, beta) if self.return_attention else y

@@ -35,12 +35,12 @@ def _numpy_attention(layer, x):
     beta = np.exp(s - s.max(-1, keepdims=True))
     beta /= beta.sum(-1, keepdims=True)
     o = (beta @ v).reshape(b, hgt, wid, -1)
-    if layer.variant == "biggan":
+    if layer.variant != "paper":
         o = o @ _kernel_1x1(layer.v)
     return x + float(layer.gamma.numpy()) * o, beta
 
 
-@pytest.mark.parametrize("variant", ["paper", "biggan"])
+@pytest.mark.parametrize("variant", ["paper", "icml", "biggan"])
 def test_gamma_zero_is_identity(variant):
     layer = SelfAttention(variant=variant)
     x = _x((2, 8, 8, 16))
@@ -48,7 +48,7 @@ def test_gamma_zero_is_identity(variant):
     assert float(layer.gamma.numpy()) == 0.0
 
 
-@pytest.mark.parametrize("variant", ["paper", "biggan"])
+@pytest.mark.parametrize("variant", ["paper", "icml", "biggan"])
 @pytest.mark.parametrize("spectral_norm", [False, True])
 def test_matches_numpy_equations(variant, spectral_norm):
     keras.utils.set_random_seed(0)
@@ -77,6 +77,9 @@ def test_channel_counts_follow_the_paper_and_biggan():
     paper.build((None, 8, 8, 64))
     assert paper.f.layer.filters == 8 and paper.g.layer.filters == 8 and paper.h.layer.filters == 64
     assert not hasattr(paper, "v")
+    icml = SelfAttention(variant="icml")
+    icml.build((None, 8, 8, 64))
+    assert icml.h.layer.filters == 8 and icml.v.layer.filters == 64
     big = SelfAttention(variant="biggan")
     big.build((None, 8, 8, 64))
     assert big.f.layer.filters == 8 and big.h.layer.filters == 32 and big.v.layer.filters == 64
@@ -117,3 +120,19 @@ def test_bad_arguments_raise_clear_errors():
         SelfAttention(variant="biggan")(_x((1, 5, 4, 16)))
     with pytest.raises(ValueError, match=r"\(batch, H, W, C\)"):
         SelfAttention()(_x((2, 16)))
+
+
+def test_mixed_precision_scores_and_softmax_in_float32():
+    keras.utils.set_random_seed(2)
+    x = _x((1, 4, 4, 16))
+    ref = SelfAttention(return_attention=True)
+    ref(x)
+    ref.gamma.assign(0.5)
+    half = SelfAttention(return_attention=True, dtype="mixed_float16")
+    half(x)
+    half.set_weights(ref.get_weights())
+    y16, beta16 = half(x)
+    y32, beta32 = ref(x)
+    assert y16.dtype == "float16" and beta16.dtype == "float32"
+    np.testing.assert_allclose(beta16.numpy(), beta32.numpy(), atol=5e-3)
+    np.testing.assert_allclose(np.asarray(y16, np.float32), y32.numpy(), rtol=2e-2, atol=2e-2)
