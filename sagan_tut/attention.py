@@ -33,9 +33,9 @@ from .spectral_norm import SpectralNormalization
 VARIANTS = ("paper", "icml", "biggan")
 
 
-def _conv1x1(channels: int, name: str, spectral_norm: bool):
-    conv = keras.layers.Conv2D(channels, 1, use_bias=False, kernel_initializer="glorot_uniform", name=name)
-    return SpectralNormalization(conv, name=f"sn_{name}") if spectral_norm else conv
+def _conv1x1(channels: int, name: str, spectral_norm: bool, dtype):
+    conv = keras.layers.Conv2D(channels, 1, use_bias=False, kernel_initializer="glorot_uniform", name=name, dtype=dtype)
+    return SpectralNormalization(conv, name=f"sn_{name}", dtype=dtype) if spectral_norm else conv
 
 
 @keras.saving.register_keras_serializable(package="sagan_tut")
@@ -69,14 +69,14 @@ class SelfAttention(keras.layers.Layer):
         channels = int(input_shape[-1])
         key_channels = max(1, channels // self.key_divisor)
         value_channels = {"paper": channels, "icml": key_channels, "biggan": max(1, channels // 2)}[self.variant]
-        self.f = _conv1x1(key_channels, "f", self.spectral_norm)
-        self.g = _conv1x1(key_channels, "g", self.spectral_norm)
-        self.h = _conv1x1(value_channels, "h", self.spectral_norm)
+        self.f = _conv1x1(key_channels, "f", self.spectral_norm, self.dtype_policy)
+        self.g = _conv1x1(key_channels, "g", self.spectral_norm, self.dtype_policy)
+        self.h = _conv1x1(value_channels, "h", self.spectral_norm, self.dtype_policy)
         self.f.build(input_shape)
         self.g.build(input_shape)
         self.h.build(input_shape)
         if self.variant != "paper":
-            self.v = _conv1x1(channels, "v", self.spectral_norm)
+            self.v = _conv1x1(channels, "v", self.spectral_norm, self.dtype_policy)
             self.v.build(tuple(input_shape[:-1]) + (value_channels,))
         self.gamma = self.add_weight(name="gamma", shape=(), initializer="zeros", trainable=True)
         self.built = True
@@ -107,7 +107,7 @@ class SelfAttention(keras.layers.Layer):
         o = ops.reshape(o, (batch, height, width, values.shape[-1]))
         if self.variant != "paper":
             o = self.v(o, training=training)
-        y = x + ops.cast(self.gamma, x.dtype) * o
+        y = x + ops.cast(self.gamma, x.dtype) * ops.cast(o, x.dtype)
         return (y, beta) if self.return_attention else y
 
     def compute_output_shape(self, input_shape):
