@@ -75,6 +75,12 @@ class SpectralNormalization(keras.layers.Wrapper):
             )
         if getattr(layer, "groups", 1) != 1:
             raise ValueError("SpectralNormalization does not support grouped convolutions (groups > 1).")
+        if isinstance(layer, keras.layers.Conv1D) and layer.padding == "causal":
+            raise ValueError("SpectralNormalization does not support Conv1D(padding='causal'); pad the input "
+                             "yourself (e.g. keras.layers.ZeroPadding1D) and use padding='valid'.")
+        if getattr(layer, "lora_enabled", False):
+            raise ValueError("SpectralNormalization cannot wrap a LoRA-enabled layer (its low-rank update would be "
+                             "ignored); wrap the layer before calling enable_lora, or don't use both.")
         if int(power_iterations) < 1:
             raise ValueError(f"power_iterations must be >= 1, got {power_iterations}.")
         # The power iteration runs in float32 even under a mixed-precision policy: read variables unscaled.
@@ -96,6 +102,8 @@ class SpectralNormalization(keras.layers.Wrapper):
             dtype="float32",
             aggregation="only_first_replica",
         )
+        # Start from a unit vector: before the first training call sigma = ||W u|| must already be an estimate.
+        self.u.assign(self.u / ops.maximum(ops.norm(self.u), self.eps))
         self.built = True
 
     # -- the method ---------------------------------------------------------------------------------------------
@@ -125,7 +133,7 @@ class SpectralNormalization(keras.layers.Wrapper):
         else:  # use u as stored; v follows from it, so sigma = ||W u||
             u = ops.stop_gradient(u)
             v = ops.stop_gradient(_l2_normalize(ops.matmul(w, u), self.eps))
-        sigma = ops.sum(v * ops.matmul(w, u))
+        sigma = ops.maximum(ops.sum(v * ops.matmul(w, u)), self.eps)  # an all-zero kernel stays zero, not NaN
         kernel = ops.cast(_kernel_variable(self.layer), "float32")
         return kernel / sigma, sigma
 
@@ -161,6 +169,9 @@ class SpectralNormalization(keras.layers.Wrapper):
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)  # keeps Embedding(mask_zero=True) masks
 
     def get_config(self):
         config = super().get_config()

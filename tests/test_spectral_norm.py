@@ -194,3 +194,28 @@ def test_rejects_unsupported_layers_with_a_clear_error():
         SpectralNormalization(keras.layers.BatchNormalization())
     with pytest.raises(ValueError, match="power_iterations"):
         SpectralNormalization(keras.layers.Dense(2), power_iterations=0)
+
+
+def test_sigma_is_an_estimate_before_the_first_training_call():
+    """u starts as a unit vector, so sigma = ||W u|| <= sigma_max already (power iteration never overshoots)."""
+    for seed in range(5):
+        keras.utils.set_random_seed(seed)
+        sn = SpectralNormalization(keras.layers.Conv2D(64, 3))
+        sn.build((None, 8, 8, 32))
+        assert np.linalg.norm(sn.u.numpy()) == pytest.approx(1.0, rel=1e-6)
+        sigma_svd = np.linalg.svd(_numpy_matrix(sn.layer.kernel.numpy(), sn.layer), compute_uv=False)[0]
+        assert 0.0 < float(sn.compute_sigma()) <= sigma_svd * (1 + 1e-5)
+
+
+def test_zero_kernel_gives_zeros_not_nan():
+    sn = SpectralNormalization(keras.layers.Dense(3, kernel_initializer="zeros"))
+    y = sn(np.ones((2, 4), "float32"), training=True).numpy()
+    assert np.isfinite(y).all() and (y == 0).all()
+
+
+def test_unsupported_configurations_are_named():
+    with pytest.raises(ValueError, match="causal"):
+        SpectralNormalization(keras.layers.Conv1D(2, 3, padding="causal"))
+    emb = SpectralNormalization(keras.layers.Embedding(10, 4, mask_zero=True))
+    mask = emb.compute_mask(np.array([[0, 3, 0]]))
+    np.testing.assert_array_equal(np.asarray(mask), [[False, True, False]])
