@@ -6,13 +6,37 @@ One module per concept, named as in the papers:
 * :mod:`sagan_tut.attention` -- ``SelfAttention`` (f, g, h, gamma)
 * :mod:`sagan_tut.losses` -- hinge, non-saturating, minimax and Wasserstein losses
 * :mod:`sagan_tut.models` -- DCGAN and SAGAN (``blog`` and ``paper`` architectures) generators/discriminators
-* :mod:`sagan_tut.data` -- CelebA loaders and the offline procedural faces
-* :mod:`sagan_tut.train` -- the trainer (TTUR, checkpoints, EMA, mixed precision)
-* :mod:`sagan_tut.metrics` -- FID, KID, IS
+* :mod:`sagan_tut.data`, :mod:`sagan_tut.celeba`, :mod:`sagan_tut.faces` -- CelebA and the offline faces
+* :mod:`sagan_tut.config`, :mod:`sagan_tut.train` -- presets and the trainer (TTUR, checkpoints, EMA, mixed precision)
+* :mod:`sagan_tut.metrics`, :mod:`sagan_tut.viz` -- FID, KID, IS; sample grids and attention maps
+
+The names below are imported lazily, so ``import sagan_tut`` (and ``sagan-tut --help``) does not start
+TensorFlow until a model, layer or trainer is actually used.
 """
+import importlib
+
 __version__ = "0.1.0"
 
-from .attention import SelfAttention  # noqa: E402
-from .spectral_norm import SpectralNormalization  # noqa: E402
+_EXPORTS = {
+    "SpectralNormalization": "spectral_norm",
+    "SelfAttention": "attention",
+    "make_generator": "models",
+    "make_discriminator": "models",
+    "load_dataset": "data",
+    "get_config": "config",
+    "TrainConfig": "config",
+    "Trainer": "train",
+    "load_generator": "train",
+}
 
-__all__ = ["SelfAttention", "SpectralNormalization", "__version__"]
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'sagan_tut' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
