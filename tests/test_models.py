@@ -359,7 +359,7 @@ def test_paper_discriminator_round_trip(tmp_path):
     (dict(width=float("inf")), r"width must be a positive number"),
     (dict(resolution=64, attention_res=24), r"attention_res=24 .* allowed: \[4, 8, 16, 32, 64\]"),
     (dict(resolution=64, attention_res=128), r"attention_res=128"),
-    (dict(attention_variant="linear"), r"attention_variant must be one of \('paper', 'biggan'\)"),
+    (dict(attention_variant="linear"), r"attention_variant must be one of \('paper', 'icml', 'biggan'\)"),
     (dict(spectral_norm="yes"), r"spectral_norm must be True, False or None"),
     (dict(z_dim=0), r"z_dim must be a positive integer"),
 ])
