@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install book test unit nbval book-check browser chromium notebooks train-quick bench clean
+.PHONY: install book test unit nbval browser chromium notebooks train-quick bench intro-figure clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else "need Python 3.10-3.12, found %d.%d: set PYTHON=python3.11" % v)'
@@ -59,3 +59,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf _build runs
+
+# The intro page's sample grid: the quick preset trained from scratch, then sampled.
+intro-figure: $(STAMP)
+	rm -rf runs/intro
+	$(BIN)/sagan-tut train --preset quick --out runs/intro
+	$(BIN)/sagan-tut sample --run runs/intro --n 64 --out book/_static/sample_grid.png
