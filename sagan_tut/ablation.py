@@ -103,7 +103,7 @@ def parse_configs(text_or_list) -> list[str]:
             close = difflib.get_close_matches(name, NAMES, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise AblationError(f"unknown configuration {name!r}.{hint} Choose from {', '.join(NAMES)} "
-                                "(comma-separated, e.g. --configs dcgan,sn).")
+                                "(comma-separated, e.g. --configs dcgan,sn; hinge_ttur is the full SAGAN recipe).")
     return [n for n in NAMES if n in names]
 
 
