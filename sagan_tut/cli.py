@@ -106,6 +106,9 @@ def cmd_train(args) -> int:
     trainer = Trainer(config, out, resume=args.resume, verbose=not args.quiet)
     if trainer.initial_step:
         print(f"resumed {out} at step {trainer.initial_step}")
+    if not args.quiet:
+        path = "XLA (jit_compile=True)" if trainer.jit_compile else "tf.function"
+        print(f"training step: {path}; jit_compile={config.jit_compile!r}: {trainer.jit_compile_reason}")
     trainer.fit()
     step = int(trainer.step.numpy())
     print(f"trained {out} to step {step}: samples in {out / 'samples'}, checkpoints in {out / 'ckpt'}, "

@@ -30,7 +30,7 @@ DATASETS = ("faces", "celeba")
 DATA_SOURCES = ("auto", "tfds", "folder", "zip", "kaggle")  # sagan_tut.celeba.SOURCES (the faces ignore it)
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 DISTRIBUTE = ("none", "mirrored", "multiworker", "tpu")
-JIT_COMPILE = (False, True)
+JIT_COMPILE = (False, True, "auto")  # "auto": sagan_tut.perf picks the faster path measured on this device
 
 
 class ConfigError(ValueError):
@@ -73,7 +73,7 @@ class TrainConfig:
     n_samples: int = 64  # images in each sample grid (fixed noise for the whole run)
     # -- performance ---------------------------------------------------------------------------------------------
     mixed_precision: str = "none"
-    jit_compile: bool = False
+    jit_compile: typing.Union[bool, str] = "auto"  # True (XLA), False (tf.function) or "auto" (per device)
     distribute: str = "none"
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism(): bit-exact reruns, slower
 
@@ -262,7 +262,10 @@ def parse_value(name: str, text: str):
     if base is bool:
         if low in _TRUE or low in _FALSE:
             return low in _TRUE
-        raise ConfigError(f"{name} must be true or false; got {text!r}.")
+        if name == "jit_compile" and low == "auto":
+            return "auto"
+        allowed = "true, false or auto" if name == "jit_compile" else "true or false"
+        raise ConfigError(f"{name} must be {allowed}; got {text!r}.")
     try:
         return base(text) if base in (int, float) else text
     except ValueError:

@@ -1,6 +1,6 @@
 """Which compiled path trains fastest on this device, and how fast this machine could be.
 
-    resolve_jit_compile("auto")        # -> False on a CPU, from the measured table below (or a local measurement)
+    resolve_jit_compile("auto")        # -> True (XLA) on a CPU, from the measured table below (or a local measurement)
     estimate_cpu_peak_gflops()         # -> (156.5, "2 cores x 2 FMA units x 8 fp32 lanes x 2 x 2.445 GHz ...")
     system_info()                      # hardware and software versions for benchmark reports
 
@@ -31,16 +31,19 @@ ENV_CACHE = "SAGAN_TUT_PERF_CACHE"
 DEVICE_KINDS = ("cpu", "gpu", "tpu")
 
 # jit_compile for "auto" by device kind, when this device has no measurement of its own.
-#  cpu: measured on the course's 2-core AMD EPYC with TF 2.21 (benchmarks/results/train_speed.md; the test
-#       test_perf.py::test_the_cpu_table_agrees_with_the_committed_cpu_measurement keeps the two in step):
-#       tf.function beats XLA at the presets' batch sizes (blog SAGAN-128 at batch 16: 1.46 s vs 2.16 s per
-#       iteration; quick preset at batch 64: XLA 1.8x slower), and XLA adds a compile of tens of seconds.
+#  cpu: measured on the course's 2-core AMD EPYC (Zen 3, AVX2) with TF 2.21 (benchmarks/results/train_speed.md and
+#       train_speed_official.md; test_perf.py::test_the_cpu_table_agrees_with_the_committed_cpu_measurement keeps
+#       the two in step): XLA beat tf.function on every configuration timed -- the quick preset at batch 64, the
+#       blog SAGAN-128 at batch 16 and the official SAGAN-128 at batch 8 -- by 13-28% per iteration, for a
+#       first call (the compile) about 11-13 s longer than tf.function's trace, once per run: XLA pays for itself
+#       after ~100 quick iterations and ~5 official ones. (Earlier notes that XLA was slower here came from a
+#       machine under heavy load; measured again on a quiet one, it was not.)
 #  gpu: not measurable here. XLA mostly speeds a convnet up by fusing element-wise work between cuDNN calls;
 #       this step's time is dominated by the convolutions, which both paths hand to cuDNN, while XLA adds a
 #       compile of a minute or more per run. Without a measurement we keep the path with no compile and no
 #       XLA-specific failure modes; run benchmarks/bench_train.py on the GPU to measure and record the choice.
 #  tpu: a TPU always compiles with XLA (TPUStrategy); True only states that.
-MEASURED_DEFAULTS = {"cpu": False, "gpu": False, "tpu": True}
+MEASURED_DEFAULTS = {"cpu": True, "gpu": False, "tpu": True}
 
 # XLA must beat tf.function by this factor before a measurement picks it: it costs a compile on every run,
 # and a 2% difference is within the noise of a loaded machine.
@@ -148,29 +151,38 @@ def choose_jit_from_timings(pairs) -> tuple[bool, float]:
     return ratio < XLA_MARGIN, ratio
 
 
-def resolve_jit_compile(value="auto", kind: str | None = None, device: str | None = None,
-                        num_replicas: int = 1, records_path=None, tf_version: str | None = None) -> bool:
-    """The ``jit_compile`` flag to train with: ``True``/``False`` pass through; ``"auto"`` is decided per device
-    (see the module docstring). ``kind``/``device`` default to the device TensorFlow sees."""
+def explain_jit_compile(value="auto", kind: str | None = None, device: str | None = None,
+                        num_replicas: int = 1, records_path=None, tf_version: str | None = None) -> tuple[bool, str]:
+    """``(jit_compile, why)``: the flag to train with and where it came from (the trainer prints ``why``).
+
+    ``True``/``False`` pass through; ``"auto"`` is decided per device (see the module docstring). ``kind`` and
+    ``device`` default to the device TensorFlow sees."""
     if isinstance(value, bool):
-        return value
+        return value, "set in the config"
     if not (isinstance(value, str) and value.strip().lower() == "auto"):
         raise ValueError(f"jit_compile must be True, False or 'auto'; got {value!r}.")
     env = os.environ.get(ENV_JIT, "").strip().lower()
     if env and env != "auto":
         if env not in _TRUE + _FALSE:
             raise ValueError(f"${ENV_JIT}={env!r}: use true, false or auto.")
-        return env in _TRUE
+        return env in _TRUE, f"${ENV_JIT}={env}"
     kind = kind or device_kind()
     if kind not in DEVICE_KINDS:
         raise ValueError(f"device kind must be one of {DEVICE_KINDS}; got {kind!r}.")
     if num_replicas > 1 and kind != "tpu":
-        return False  # XLA with several replicas is not supported by the trainer
+        return False, f"{num_replicas} replicas (the trainer uses XLA only on one device or a TPU)"
     device = device or device_name(kind)
-    record = load_records(records_path).get(_record_key(device, tf_version or _tf_version()))
+    path = Path(records_path) if records_path is not None else cache_path()
+    record = load_records(path).get(_record_key(device, tf_version or _tf_version()))
     if isinstance(record, dict) and isinstance(record.get("jit_compile"), bool):
-        return record["jit_compile"]
-    return MEASURED_DEFAULTS[kind]
+        return record["jit_compile"], f"measured on this device ({record.get('date', 'undated')}, {path})"
+    return MEASURED_DEFAULTS[kind], f"the measured default for a {kind.upper()} (sagan_tut.perf.MEASURED_DEFAULTS)"
+
+
+def resolve_jit_compile(value="auto", kind: str | None = None, device: str | None = None,
+                        num_replicas: int = 1, records_path=None, tf_version: str | None = None) -> bool:
+    """The ``jit_compile`` flag to train with (:func:`explain_jit_compile` without the reason)."""
+    return explain_jit_compile(value, kind, device, num_replicas, records_path, tf_version)[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -257,12 +269,12 @@ def use_bfc_cpu_allocator() -> bool:
     """Ask TensorFlow for its BFC allocator on the CPU, unless the user set ``$TF_CPU_ALLOCATOR_USE_BFC``.
 
     TensorFlow's default CPU allocator hands every large tensor back to the C library when it is freed, so the
-    next step's tensor of the same size is fresh memory that the kernel must map and zero page by page (tens of
-    thousands of page faults per training iteration here). The BFC ("best-fit with coalescing") allocator keeps
-    freed blocks for reuse. On the 2-core test machine it removed ~99% of the page faults and cut the CPU time of
-    a full-attention block at 64x64 by about 30% (benchmarks/results/attention_cost.md). The variable is read
-    when TensorFlow creates its CPU allocator, so this only takes effect before TensorFlow is imported; returns
-    whether the BFC allocator will be used.
+    next step's tensor of the same size is fresh memory that the kernel must map and zero page by page (up to
+    1.5 million page faults per training iteration here). The BFC ("best-fit with coalescing") allocator keeps
+    freed blocks for reuse. On the 2-core test machine it removed over 99% of those page faults and made every
+    training configuration measured 7-11% faster (benchmarks/results/train_speed_allocator.md). The variable is
+    read when TensorFlow creates its CPU allocator, so this only takes effect before TensorFlow is imported;
+    returns whether the BFC allocator will be used.
     """
     import sys
 
@@ -409,6 +421,6 @@ def system_info() -> dict:
     }
 
 
-__all__ = ["resolve_jit_compile", "use_bfc_cpu_allocator", "attention_cost", "choose_jit_from_timings", "record_jit_choice", "load_records",
+__all__ = ["resolve_jit_compile", "explain_jit_compile", "use_bfc_cpu_allocator", "attention_cost", "choose_jit_from_timings", "record_jit_choice", "load_records",
            "MEASURED_DEFAULTS", "estimate_cpu_peak_gflops", "measure_matmul_gflops", "machine_peak_gflops", "system_info", "device_kind", "device_name",
            "usable_cores", "cache_path"]

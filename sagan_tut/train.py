@@ -61,6 +61,7 @@ import tensorflow as tf
 import keras
 
 from . import losses as losses_lib
+from . import perf
 from .attention import SelfAttention
 from .config import ConfigError, TrainConfig, incompatible_fields
 from .models import make_discriminator, make_generator
@@ -229,9 +230,13 @@ class Trainer:
         if config.batch_size % self.num_replicas:
             raise ConfigError(f"batch_size={config.batch_size} must be divisible by the number of replicas "
                               f"({self.num_replicas}): each replica takes an equal slice of the global batch.")
-        if config.jit_compile and self.num_replicas > 1 and not isinstance(self.strategy, tf.distribute.TPUStrategy):
+        if config.jit_compile is True and self.num_replicas > 1 and not isinstance(self.strategy,
+                                                                                    tf.distribute.TPUStrategy):
             raise ConfigError("jit_compile=True is supported on one device (and on TPUs, which always compile); "
-                              "set jit_compile=false with several replicas.")
+                              "set jit_compile=false (or auto) with several replicas.")
+        # "auto" becomes the path measured fastest on this kind of device (sagan_tut/perf.py, benchmarks/).
+        self.jit_compile, self.jit_compile_reason = perf.explain_jit_compile(
+            config.jit_compile, num_replicas=self.num_replicas)
         self.is_chief = _is_chief(self.strategy)
         self._check_run_dir(resume)
 
@@ -273,7 +278,7 @@ class Trainer:
         self.initial_step = self._restore() if resume else 0
 
         self._train_step = tf.function(self._train_step_fn)
-        self._replica_step = tf.function(self._replica_step_fn, jit_compile=config.jit_compile or None)
+        self._replica_step = tf.function(self._replica_step_fn, jit_compile=self.jit_compile or None)
         self._sample = tf.function(lambda z: self.sampling_generator(z, training=False))
         self._z_fixed = fixed_noise(config)
         self.history: list[dict] = []

@@ -23,6 +23,22 @@ def resolve(value="auto", tmp=None, **kw):
     return perf.resolve_jit_compile(value, records_path=tmp / "none.json" if tmp else None, tf_version=TF, **kw)
 
 
+def test_the_reason_says_where_the_choice_came_from(tmp_path, monkeypatch):
+    path = tmp_path / "rec.json"
+    assert perf.explain_jit_compile(True, records_path=path) == (True, "set in the config")
+    use, why = perf.explain_jit_compile("auto", kind="gpu", device="gpu: X", records_path=path, tf_version=TF)
+    assert use is perf.MEASURED_DEFAULTS["gpu"] and "GPU" in why and "MEASURED_DEFAULTS" in why
+    perf.record_jit_choice("gpu: X", True, {"cfg": [2.0, 1.0]}, path=path, tf_version=TF)
+    use, why = perf.explain_jit_compile("auto", kind="gpu", device="gpu: X", records_path=path, tf_version=TF)
+    assert use is True and "measured on this device" in why and str(path) in why
+    assert perf.explain_jit_compile("auto", kind="gpu", device="gpu: X", num_replicas=2, records_path=path,
+                                    tf_version=TF) == (False, "2 replicas (the trainer uses XLA only on one "
+                                                              "device or a TPU)")
+    monkeypatch.setenv(perf.ENV_JIT, "false")
+    assert perf.explain_jit_compile("auto", kind="gpu", device="gpu: X", records_path=path,
+                                    tf_version=TF) == (False, "$SAGAN_TUT_JIT_COMPILE=false")
+
+
 def test_explicit_flags_pass_through_and_bad_values_are_refused(tmp_path):
     assert resolve(True, tmp_path, kind="cpu") is True
     assert resolve(False, tmp_path, kind="tpu") is False

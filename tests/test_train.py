@@ -25,7 +25,9 @@ from sagan_tut.train import NonFiniteLossError, Progress, Trainer, load_generato
 
 ROOT = Path(__file__).resolve().parents[1]
 # The quick preset at width 1/8 and batch 8, with the paper's TTUR rates (the preset itself uses 4e-4 for both).
-TINY = dict(width=0.125, batch_size=8, lr_g=1e-4, lr_d=4e-4)
+# jit_compile=False: these tests check what the step does, and the plain graph needs no XLA compile per Trainer;
+# the XLA path ("auto" picks it on a CPU, see sagan_tut/perf.py) has tests of its own below.
+TINY = dict(width=0.125, batch_size=8, lr_g=1e-4, lr_d=4e-4, jit_compile=False)
 
 
 def tiny_config(**overrides):
@@ -319,6 +321,25 @@ def test_jit_compile_flag_reaches_the_step(run, tmp_path):
     assert run["trainer"]._replica_step._jit_compile is None
 
 
+def test_auto_jit_compile_follows_the_measurement_for_this_device(tmp_path, monkeypatch):
+    from sagan_tut import perf
+
+    cache = tmp_path / "jit_choice.json"
+    monkeypatch.setenv(perf.ENV_CACHE, str(cache))
+    assert get_config("quick").jit_compile == "auto"  # the default
+    plain = Trainer(tiny_config(jit_compile="auto"), tmp_path / "a", verbose=False)
+    default = perf.MEASURED_DEFAULTS[perf.device_kind()]
+    assert plain.jit_compile is default and "MEASURED_DEFAULTS" in plain.jit_compile_reason
+    assert plain._replica_step._jit_compile is (True if default else None)
+    # a benchmark run on this device recorded the opposite: "auto" follows the measurement
+    perf.record_jit_choice(perf.device_name(), not default, {"made up": [1.0, 2.0]}, path=cache)
+    measured = Trainer(tiny_config(jit_compile="auto"), tmp_path / "b", verbose=False)
+    assert measured.jit_compile is (not default) and "measured on this device" in measured.jit_compile_reason
+    assert measured._replica_step._jit_compile is (True if not default else None)
+    # an explicit value is never overridden
+    assert Trainer(tiny_config(jit_compile=default), tmp_path / "c", verbose=False).jit_compile is default
+
+
 @pytest.mark.slow
 def test_xla_compiled_step_trains(tmp_path):
     t = Trainer(tiny_config(jit_compile=True), tmp_path / "xla", verbose=False)
@@ -338,9 +359,9 @@ RESUME_SCRIPT = textwrap.dedent("""
     import shutil, sys, numpy as np
     from sagan_tut.config import get_config
     from sagan_tut.train import Trainer
-    out = sys.argv[1]
+    out, jit = sys.argv[1], sys.argv[2] == "xla"
     cfg = get_config("quick", width=0.125, batch_size=8, n_dis=2, steps=6, log_every=2, sample_every=100,
-                     ckpt_every=100, ema=True, ema_start=2, ema_decay=0.9, deterministic=True)
+                     ckpt_every=100, ema=True, ema_start=2, ema_decay=0.9, deterministic=True, jit_compile=jit)
 
     def state(t):
         opt_vars = [v for o in (t.g_opt, t.d_opt) for v in o.variables]
@@ -363,11 +384,13 @@ RESUME_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_resume_is_exact_under_op_determinism(tmp_path):
+@pytest.mark.parametrize("path", ["graph", "xla"])
+def test_resume_is_exact_under_op_determinism(tmp_path, path):
     """2N steps straight == N steps, stop, resume in a new Trainer, N steps: identical weights, optimizer
-    moments, EMA, step (the data position and the noise must have been restored too for this to hold)."""
-    proc = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
+    moments, EMA, step (the data position and the noise must have been restored too for this to hold), with the
+    step as a plain tf.function graph and compiled by XLA (the default on a CPU)."""
+    proc = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(tmp_path), path], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
     result = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
     assert proc.returncode == 0 and result, proc.stderr[-3000:]
     _, identical, moved, n = result[0].split()
@@ -511,6 +534,9 @@ def test_parse_overrides_converts_by_field_type():
     assert parse_overrides(["lr_d=2e-4", "ema=no", "attention_res=none", "steps=10", "data_root=/d"]) == \
         dict(lr_d=2e-4, ema=False, attention_res=None, steps=10, data_root="/d")
     assert parse_value("jit_compile", "true") is True
+    assert parse_value("jit_compile", "Auto") == "auto"
+    with pytest.raises(ConfigError, match="jit_compile must be true, false or auto; got 'xla'"):
+        parse_value("jit_compile", "xla")
     with pytest.raises(ConfigError, match="steps must be an integer; got '1.5'"):
         parse_value("steps", "1.5")
     with pytest.raises(ConfigError, match="key=value"):
