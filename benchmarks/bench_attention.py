@@ -13,7 +13,7 @@ one warm-up call. Variants:
 * ``biggan`` (the official code and BigGAN): values C/2 and 2x2 max-pooled keys and values: N x N/4.
 
 Each (size, variant) runs in its own process. Memory is the growth of the process's resident-set high-water
-mark (``ru_maxrss``) over its value after building the layer and its input: first after the forward calls,
+mark (``VmHWM``) over its value after building the layer and its input: first after the forward calls,
 then after the backward calls. The score matrix alone is ``batch x N x M x 4`` bytes, listed for comparison.
 Sizes whose estimated training memory exceeds half the machine's available memory are skipped and say so. By
 default two more rows repeat full attention at 64² with TensorFlow's default CPU allocator and with its BFC
@@ -38,10 +38,22 @@ VARIANT_LABEL = {"paper": "full (paper)", "biggan": "pooled keys/values (officia
 
 
 def _maxrss_mib() -> float:
+    """This process's peak resident memory (MiB) since it started.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``. Not ``getrusage``'s ``ru_maxrss``: a child process inherits its
+    parent's high-water mark through fork and exec, so it would report the parent's memory, not its own.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def _available_mib() -> float | None:

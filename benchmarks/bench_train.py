@@ -22,7 +22,7 @@ calls are timed; the table shows their median (and the spread between the 25th a
 is one constant batch (``tf.data.Dataset.from_tensors(...).repeat()``), so the model is timed and not the input
 pipeline, except in rows marked ``faces``, which read the procedural faces the quick preset trains on.
 
-Peak memory is the process's resident-set high-water mark (``getrusage`` ``ru_maxrss``) after the timed
+Peak memory is the process's resident-set high-water mark (``VmHWM`` on Linux) after the timed
 iterations, so it includes TensorFlow itself (about 0.5-1 GiB); on a GPU the table also has TensorFlow's peak
 device memory. The JSON also has CPU time, kernel time and page faults per iteration, which move much less than
 wall time when other programs share the machine.
@@ -44,30 +44,34 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))  # run from a fresh clone without installing
 
-# Every mode sets jit_compile explicitly, so a config default of "auto" cannot turn a tf.function row into XLA.
+# Every mode but "auto" sets jit_compile explicitly, so the config default "auto" cannot turn a tf.function row
+# into XLA; "auto" is the trainer's default path on this device (sagan_tut.perf), reported as what it resolved to.
 MODES = {
+    "auto": dict(jit_compile="auto"),
     "eager": dict(eager=True, jit_compile=False),
     "function": dict(jit_compile=False),
     "xla": dict(jit_compile=True),
     "bf16": dict(mixed_precision="bfloat16", jit_compile=False),
     "fp16": dict(mixed_precision="float16", jit_compile=False),
 }
-MODE_LABEL = {"eager": "eager", "function": "tf.function", "xla": "XLA", "bf16": "mixed bf16", "fp16": "mixed fp16"}
+MODE_LABEL = {"auto": "default", "eager": "eager", "function": "tf.function", "xla": "XLA", "bf16": "mixed bf16",
+              "fp16": "mixed fp16"}
 
 # The official SAGAN-128 (brain-research/self-attention-gan): ResNet G 1024 -> 64 channels, D 64 -> 1024,
 # attention at 32x32 with 2x2-pooled keys/values and an output conv. On a CPU, batch 8.
 OFFICIAL = dict(name="official SAGAN-128", preset="paper128", batch=8)
 
-# The default suite, sized to finish in about 8 minutes on an idle 2-core CPU: all modes on the quick preset
-# (plus its real input pipeline), tf.function and XLA on the blog SAGAN-128 (batch 16), tf.function on
-# celeba64, and the official architecture with an op-level profile. --suite full: every preset in every mode.
+# The default suite, sized to finish in about 8 minutes on an idle 2-core CPU: every mode on the quick preset (plus
+# its real input pipeline), tf.function and XLA on the blog SAGAN-128 at batch 16, and the official architecture
+# on the trainer's default path ("auto": whatever jit_compile="auto" picks on this device). --official: the
+# official architecture in tf.function (with an op-level profile) and XLA; --suite full: every preset, every mode.
 DEFAULT_SUITE = [
     *(dict(preset="quick", batch=64, mode=m) for m in ("eager", "function", "xla", "bf16")),
     dict(preset="quick", batch=64, mode="function", data="faces"),
-    dict(preset="celeba64", batch=16, mode="function"),
     *(dict(preset="celeba128", batch=16, mode=m) for m in ("function", "xla")),
-    dict(OFFICIAL, mode="function", profile=True),
+    dict(OFFICIAL, mode="auto"),
 ]
+OFFICIAL_SUITE = [dict(OFFICIAL, mode="function", profile=True), dict(OFFICIAL, mode="xla")]
 FULL_SUITE = [
     *(dict(preset="quick", batch=64, mode=m) for m in MODES),
     dict(preset="quick", batch=64, mode="function", data="faces"),
@@ -79,6 +83,7 @@ FULL_SUITE = [
 ALLOCATOR_SUITE = [  # TF_CPU_ALLOCATOR_USE_BFC on/off, same configurations otherwise
     *(dict(preset="quick", batch=64, mode="function", alloc=a) for a in ("default", "bfc")),
     *(dict(preset="celeba128", batch=16, mode="function", alloc=a) for a in ("default", "bfc")),
+    *(dict(OFFICIAL, mode="function", alloc=a) for a in ("default", "bfc")),
 ]
 
 
@@ -97,10 +102,22 @@ def _rss_mib() -> float | None:
 
 
 def _maxrss_mib() -> float:
+    """This process's peak resident memory (MiB) since it started.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``. Not ``getrusage``'s ``ru_maxrss``: a child process inherits its
+    parent's high-water mark through fork and exec, so it would report the parent's memory, not its own.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def make_trainer(spec: dict, out_dir: str):
@@ -197,7 +214,8 @@ def measure(spec: dict, iters: int, warmup: int) -> dict:
             "arch": c.arch, "resolution": c.resolution, "width": c.width, "attention_res": c.attention_res,
             "attention_variant": c.attention_variant or ("biggan" if c.arch == "paper" else "paper"),
             "batch": c.batch_size, "n_dis": c.n_dis, "ema": c.ema, "mixed_precision": c.mixed_precision,
-            "jit_compile": c.jit_compile, "iters": iters, "warmup": warmup,
+            "jit_compile": trainer.jit_compile, "jit_reason": trainer.jit_compile_reason,
+            "iters": iters, "warmup": warmup,
             "ms_median": median * 1e3, "ms_q1": q[0] * 1e3, "ms_q3": q[2] * 1e3, "ms_all": [t * 1e3 for t in times],
             "img_per_s": c.batch_size / median,
             "gflop_per_iter": flops["total"] / 1e9, "flops": flops,
@@ -337,6 +355,13 @@ def run_row(spec: dict, iters: int, warmup: int, timeout: float = 1800) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def mode_label(row: dict) -> str:
+    """'tf.function', 'XLA', ...; the default path as what it resolved to, e.g. 'default (XLA)'."""
+    if row.get("mode") == "auto" and "jit_compile" in row:
+        return f"default ({'XLA' if row['jit_compile'] else 'tf.function'})"
+    return MODE_LABEL.get(row.get("mode"), row.get("mode"))
+
+
 def label(row: dict) -> str:
     if row.get("name"):
         return row["name"]
@@ -354,7 +379,7 @@ def markdown_table(rows: list[dict], peak_gflops: float | None) -> str:
             continue
         att = f"attn {r['attention_res']}² ({r['attention_variant']})" if r["attention_res"] else "no attn"
         model = f"{r['arch']} {r['resolution']}², width {r['width']:g}, {att}"
-        mode = MODE_LABEL[r["mode"]]
+        mode = mode_label(r)
         if r["data"] == "faces":
             mode += ", faces pipeline"
         if r["alloc"] != "inherit":
@@ -393,10 +418,11 @@ def summary_lines(rows: list[dict], peak_gflops, peak_how) -> list[str]:
         lines.append(f"- **Fastest compiled path here: {'XLA' if use_xla else 'tf.function'}.** XLA time / "
                      f"tf.function time: {each} (geometric mean ×{ratio:.2f}).")
     for r in rows:
-        if r.get("name") == OFFICIAL["name"] and "error" not in r and r["mode"] == "function":
+        if r.get("name") == OFFICIAL["name"] and "error" not in r and r["mode"] in ("auto", "function", "xla"):
             frac = (f", {100 * r['gflops_achieved'] / peak_gflops:.0f}% of peak"
                     if peak_gflops else "")
-            lines.append(f"- Official SAGAN-128 at batch {r['batch']}: **img/s: {r['img_per_s']:.2f}** "
+            how = mode_label(r) + ("" if r.get("alloc", "inherit") == "inherit" else f", {r['alloc']} allocator")
+            lines.append(f"- Official SAGAN-128 at batch {r['batch']}, {how}: **img/s: {r['img_per_s']:.2f}** "
                          f"({r['ms_median'] / 1e3:.1f} s per iteration, {r['gflops_achieved']:.0f} GFLOP/s{frac}).")
             per_core = r["gflop_per_iter"] / (r["cpu_ms_per_iter"] / 1e3)
             core_peak = f" ({100 * per_core / (peak_gflops / r['cores']):.0f}% of one core's peak)" \
@@ -413,6 +439,18 @@ def summary_lines(rows: list[dict], peak_gflops, peak_how) -> list[str]:
                              f"procedural faces vs {base['ms_median']:.0f} ms with a constant in-memory batch "
                              f"(CPU time per iteration: {r['cpu_ms_per_iter']:.0f} vs {base['cpu_ms_per_iter']:.0f} "
                              "ms, all threads).")
+    allocs = {}
+    for r in rows:
+        if "error" not in r and r.get("alloc") in ("default", "bfc"):
+            allocs.setdefault((label(r), r["batch"], r["mode"]), {})[r["alloc"]] = r
+    for (name, batch, _), pair in allocs.items():
+        if len(pair) == 2:
+            a, b = pair["default"], pair["bfc"]
+            lines.append(f"- BFC allocator, {name} at batch {batch}: {100 * (1 - b['ms_median'] / a['ms_median']):.0f}% "
+                         f"less wall time, {100 * (1 - b['cpu_ms_per_iter'] / a['cpu_ms_per_iter']):.0f}% less CPU "
+                         f"time, kernel time {a['sys_ms_per_iter']:,.0f} → {b['sys_ms_per_iter']:,.0f} ms and page "
+                         f"faults {a['page_faults_per_iter']:,.0f} → {b['page_faults_per_iter']:,.0f} per iteration, "
+                         f"peak RSS {a['peak_rss_mib']:,.0f} → {b['peak_rss_mib']:,.0f} MiB.")
     retraced = [label(r) + " " + r["mode"] for r in rows
                 if "error" not in r and r["mode"] != "eager" and r["traces"][0] != r["traces"][1]]
     lines.append("- Retracing in the timed loop: " + (", ".join(retraced) if retraced else "none (each step "
@@ -424,7 +462,8 @@ def summary_lines(rows: list[dict], peak_gflops, peak_how) -> list[str]:
 
 def write_results(rows, info, args, peak_gflops, peak_how, out_dir: Path, stem="train_speed") -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = dict(iters=args.iters, warmup=args.warmup, suite=args.suite, only=args.only, modes=args.modes)
+    suite = "official" if getattr(args, "official", False) else args.suite
+    settings = dict(iters=args.iters, warmup=args.warmup, suite=suite, only=args.only, modes=args.modes)
     payload = dict(hardware=info, settings=settings, peak_gflops=peak_gflops, peak_how=peak_how, rows=rows)
     (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
     cpu = f"{info['cpu']} ({info['cores']} cores)" + (f", GPU: {', '.join(info['gpus'])}" if info["gpus"] else "")
@@ -432,7 +471,7 @@ def write_results(rows, info, args, peak_gflops, peak_how, out_dir: Path, stem="
     text = "\n".join([
         f"Measured {info['date'][:16].replace('T', ' ')} on {cpu}; TensorFlow {info['tensorflow']}, Keras "
         f"{info['keras']}" + (f"; load average {load[0]:.1f} at the start" if load else "") + f"; suite "
-        f"`{args.suite}`.",
+        f"`{suite}`.",
         "",
         f"Median of {args.iters} timed iterations after {args.warmup} warm-up calls (25th–75th percentile in "
         "brackets); one iteration = one D update + one G update on the same batch size; img/s = batch / median; "
@@ -469,10 +508,20 @@ def main(argv=None, peak=None):
     parser.add_argument("--profile", metavar="PRESET", help="profile one iteration of PRESET ('official' = "
                         "paper128 at batch 8) in tf.function mode and print the op types taking the time")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--render", metavar="JSON", help="rewrite the Markdown table of a results JSON (no timing)")
     args = parser.parse_args(argv)
     if args.iters < 1 or args.warmup < 1:
         parser.error("--iters and --warmup must be >= 1 (the first call traces the step and must not be timed)")
 
+    if args.render:  # e.g. after a change to the table's format
+        payload = json.loads(Path(args.render).read_text())
+        for key, value in payload["settings"].items():
+            setattr(args, key, value)
+        args.official = payload["settings"]["suite"] == "official"
+        args.suite = "default" if args.official else payload["settings"]["suite"]
+        print(write_results(payload["rows"], payload["hardware"], args, payload["peak_gflops"], payload["peak_how"],
+                            Path(args.render).parent, Path(args.render).stem))
+        return
     if args.worker:
         import sagan_tut  # noqa: F401  -- first, as a user's script would, so start-up settings apply
         print("RESULT " + json.dumps(measure(json.loads(args.worker), args.iters, args.warmup)), flush=True)
@@ -492,8 +541,9 @@ def main(argv=None, peak=None):
         return
 
     suite = {"default": DEFAULT_SUITE, "full": FULL_SUITE, "allocator": ALLOCATOR_SUITE}[args.suite]
-    if args.official:
-        suite = [dict(OFFICIAL, mode="function", profile=True)]
+    if args.official:  # tf.function (with the op profile) and XLA, or the --modes asked for
+        suite = OFFICIAL_SUITE if not args.modes else [dict(OFFICIAL, mode=m, profile=m == "function")
+                                                        for m in args.modes.split(",")]
     if args.only:
         keep = set(args.only.split(","))
         suite = [s for s in suite if s["preset"] in keep or ("official" in keep and s.get("name"))]
@@ -525,12 +575,13 @@ def main(argv=None, peak=None):
         if "error" in row:
             print(f"  {label(spec):20s} {spec['mode']:9s} FAILED {row['error'][-300:]}")
         else:
-            print(f"  {label(row):20s} batch {row['batch']:3d} {MODE_LABEL[row['mode']]:12s} {row['data']:6s} "
+            print(f"  {label(row):20s} batch {row['batch']:3d} {mode_label(row):20s} {row['data']:6s} "
                   f"{row['ms_median']:9.1f} ms  {row['img_per_s']:8.2f} img/s  {row['gflops_achieved']:6.1f} "
                   f"GFLOP/s  RSS {row['peak_rss_mib']:6.0f} MiB  [{time.perf_counter() - t:.0f} s]", flush=True)
             if row.get("name") == OFFICIAL["name"]:
                 print(f"img/s: {row['img_per_s']:.2f}", flush=True)
-    stem = args.stem or ("train_speed" if args.suite == "default" else f"train_speed_{args.suite}")
+    stem = args.stem or ("train_speed_official" if args.official else
+                         "train_speed" if args.suite == "default" else f"train_speed_{args.suite}")
     text = write_results(rows, info, args, peak_gflops, peak_how, args.out, stem)
     print("\n" + text)
     pairs = jit_evidence(rows)

@@ -257,3 +257,16 @@ def test_included_files_exist(page):
     for target in INCLUDE_RE.findall(page.read_text(encoding="utf-8")):
         path = (page.parent / urllib.parse.unquote(target)).resolve()
         assert path.is_file(), f"{page.name} includes {target}, which does not exist (run the benchmarks?)"
+
+
+FIGURE_RE = re.compile(r"^```\{figure\}\s+(\S+)", re.M)
+
+
+@pytest.mark.parametrize("page", BOOK_PAGES, ids=lambda p: p.name)
+def test_figures_exist_and_no_placeholder_is_left(page):
+    text = page.read_text(encoding="utf-8")
+    for target in FIGURE_RE.findall(text):
+        path = (page.parent / urllib.parse.unquote(target)).resolve()
+        assert path.is_file(), f"{page.name} shows the figure {target}, which does not exist"
+    # "% WIRE" comments marked text still to be filled in with real results while the book was being written
+    assert not re.search(r"^%\s*WIRE", text, re.M), f"{page.name} still has a '% WIRE' placeholder"
