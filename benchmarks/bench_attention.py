@@ -37,36 +37,6 @@ sys.path.insert(0, str(ROOT))
 VARIANT_LABEL = {"paper": "full (paper)", "biggan": "pooled keys/values (official, BigGAN)"}
 
 
-def _maxrss_mib() -> float:
-    """This process's peak resident memory (MiB) since it started.
-
-    Linux: ``VmHWM`` of ``/proc/self/status``. Not ``getrusage``'s ``ru_maxrss``: a child process inherits its
-    parent's high-water mark through fork and exec, so it would report the parent's memory, not its own.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
-
-
-def _available_mib() -> float | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def score_bytes(size: int, variant: str, batch: int) -> int:
     n = size * size
     m = n // 4 if variant == "biggan" else n
@@ -75,12 +45,12 @@ def score_bytes(size: int, variant: str, batch: int) -> int:
 
 def measure(spec: dict) -> dict:
     """One (size, variant) row: ``sagan_tut.perf.attention_cost`` plus the memory high-water marks."""
-    from sagan_tut.perf import attention_cost
+    from sagan_tut.perf import attention_cost, peak_rss_mib
 
     marks = {}
     result = attention_cost(spec["size"], spec["variant"], spec["channels"], spec["batch"],
                             min_repeats=spec["min_reps"], min_seconds=spec["min_seconds"],
-                            max_repeats=spec["max_reps"], on_phase=lambda phase: marks.update({phase: _maxrss_mib()}))
+                            max_repeats=spec["max_reps"], on_phase=lambda phase: marks.update({phase: peak_rss_mib()}))
     return {
         **spec, **result, "score_mib": result["score_bytes"] / 2**20,
         "fwd_mem_mib": marks["forward"] - marks["built"], "train_mem_mib": marks["train"] - marks["built"],
@@ -205,7 +175,7 @@ def main(argv=None):
         print("RESULT " + json.dumps(measure(json.loads(args.worker))), flush=True)
         return
 
-    from sagan_tut.perf import system_info
+    from sagan_tut.perf import available_mib, system_info
 
     info = system_info()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -220,7 +190,7 @@ def main(argv=None):
     print(f"{info['cpu']} x{info['cores']}, TensorFlow {info['tensorflow']}: SelfAttention, C={args.channels}, "
           f"batch {args.batch}\n")
     rows, t0 = [], time.perf_counter()
-    available = _available_mib()
+    available = available_mib()
     for size, variant, alloc in jobs:
         spec = dict(size=size, variant=variant, batch=args.batch, channels=args.channels, min_reps=args.min_reps,
                     max_reps=args.max_reps, min_seconds=args.min_seconds)

@@ -90,36 +90,6 @@ ALLOCATOR_SUITE = [  # TF_CPU_ALLOCATOR_USE_BFC on/off, same configurations othe
 # ----------------------------------------------------------------------------------------------------------------
 # One measurement, in this process
 # ----------------------------------------------------------------------------------------------------------------
-def _rss_mib() -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _maxrss_mib() -> float:
-    """This process's peak resident memory (MiB) since it started.
-
-    Linux: ``VmHWM`` of ``/proc/self/status``. Not ``getrusage``'s ``ru_maxrss``: a child process inherits its
-    parent's high-water mark through fork and exec, so it would report the parent's memory, not its own.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
-
-
 def make_trainer(spec: dict, out_dir: str):
     """The Trainer for a row spec, with a constant in-memory batch unless ``data == "faces"``."""
     import tensorflow as tf
@@ -174,11 +144,12 @@ def measure(spec: dict, iters: int, warmup: int) -> dict:
     import tensorflow as tf
 
     from sagan_tut.flops import iteration_flops
+    from sagan_tut.perf import peak_rss_mib, rss_mib
 
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
         trainer = make_trainer(spec, out_dir)
-        rss_built = _rss_mib()
+        rss_built = rss_mib()
         t_built = time.perf_counter()
         for _ in range(warmup):
             trainer.train_step()
@@ -198,7 +169,7 @@ def measure(spec: dict, iters: int, warmup: int) -> dict:
         wall = time.perf_counter() - t_loop
         cpu = time.process_time() - cpu0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
-        peak_rss = _maxrss_mib()  # before the optional profile below, whose trace buffers add memory
+        peak_rss = peak_rss_mib()  # before the optional profile below, whose trace buffers add memory
         c = trainer.config
         flops = iteration_flops(trainer.G, trainer.D, c.batch_size, c.n_dis)
         gpu_peak = None

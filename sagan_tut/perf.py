@@ -383,13 +383,49 @@ def machine_peak_gflops(given: float | None = None, measure: bool = True):
     return estimate, f"{how} ({text})"
 
 
-def memory_gib() -> float | None:
+def _proc_kib(path: str, key: str) -> int | None:
+    """The ``key:`` line of a Linux /proc file in KiB (None elsewhere)."""
     try:
-        with open("/proc/meminfo") as fh:
-            kib = int(re.search(r"MemTotal:\s*(\d+)", fh.read()).group(1))
-        return kib / 2**20
-    except (OSError, AttributeError):
-        return None
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def memory_gib() -> float | None:
+    kib = _proc_kib("/proc/meminfo", "MemTotal")
+    return kib / 2**20 if kib is not None else None
+
+
+def available_mib() -> float | None:
+    """Memory the system can still give out, MiB (Linux)."""
+    kib = _proc_kib("/proc/meminfo", "MemAvailable")
+    return kib / 1024 if kib is not None else None
+
+
+def rss_mib() -> float | None:
+    """This process's resident memory now, MiB (Linux)."""
+    kib = _proc_kib("/proc/self/status", "VmRSS")
+    return kib / 1024 if kib is not None else None
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory since it started, MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``. Not ``getrusage``'s ``ru_maxrss``: a child process inherits its
+    parent's high-water mark through fork and exec, so it would report the parent's memory, not its own.
+    """
+    kib = _proc_kib("/proc/self/status", "VmHWM")
+    if kib is not None:
+        return kib / 1024
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def system_info() -> dict:

@@ -192,3 +192,17 @@ def test_attention_cost_reports_the_score_matrix_and_phases(variant):
     ck, cv = 2, (8 if variant == "biggan" else 16)
     expected = 2 * n * 16 * ck * 2 + 2 * n * 16 * cv + 2 * n * m * (ck + cv) + (2 * n * cv * 16 if variant == "biggan" else 0)
     assert r["gflop_fwd"] == pytest.approx(2 * expected / 1e9)
+
+
+def test_memory_readers_see_this_process_allocate():
+    import numpy as np
+
+    before_peak, before_rss = perf.peak_rss_mib(), perf.rss_mib()
+    if before_rss is None:
+        pytest.skip("no /proc/self/status (not Linux)")
+    assert 0 < before_rss <= before_peak + 1
+    block = np.ones(256 * 2**20 // 8)  # 256 MiB, every page touched
+    assert perf.rss_mib() - before_rss > 200
+    assert perf.peak_rss_mib() - before_peak > 200 - (before_peak - before_rss)  # the high-water mark moves too
+    del block
+    assert 0 < perf.available_mib() < perf.memory_gib() * 1024
