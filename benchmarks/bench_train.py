@@ -388,6 +388,16 @@ def summary_lines(rows: list[dict], peak_gflops, peak_how) -> list[str]:
         each = ", ".join(f"{name} ×{xla / fn:.2f}" for (name, _), (fn, xla) in pairs.items())
         lines.append(f"- **Fastest compiled path here: {'XLA' if use_xla else 'tf.function'}.** XLA time / "
                      f"tf.function time: {each} (geometric mean ×{ratio:.2f}).")
+        # the one-off cost: the first call traces (tf.function) or traces and compiles (XLA); warm-up minus
+        # the steady-state time of those calls is that cost
+        first = {}
+        for r in rows:
+            if "error" not in r and r["data"] == "const" and r["alloc"] == "inherit" and r["mode"] in ("function", "xla"):
+                first.setdefault((label(r), r["batch"]), {})[r["mode"]] = r["warmup_s"] - r["warmup"] * r["ms_median"] / 1e3
+        costs = [f"{name} {v['function']:.0f} s → {v['xla']:.0f} s" for (name, _), v in first.items() if len(v) == 2]
+        if costs:
+            lines.append("  One-off start-up (first call: trace, or trace + XLA compile), tf.function → XLA: "
+                         + ", ".join(costs) + ".")
     for r in rows:
         if r.get("name") == OFFICIAL["name"] and "error" not in r and r["mode"] in ("auto", "function", "xla"):
             frac = (f", {100 * r['gflops_achieved'] / peak_gflops:.0f}% of peak"

@@ -12,7 +12,10 @@ in this order:
 2. a measurement *on this device*: ``benchmarks/bench_train.py`` times both paths and records the winner for
    this device name and TensorFlow version in ``~/.cache/sagan_tut/jit_choice.json`` (``$SAGAN_TUT_PERF_CACHE``
    moves it);
-3. :data:`MEASURED_DEFAULTS`, one entry per device kind, each with where it was measured.
+3. :data:`MEASURED_DEFAULTS`, one entry per device kind, each with where it was measured;
+
+and a run with fewer than :data:`XLA_MIN_STEPS` steps to go keeps tf.function, because XLA's compile would cost
+more than it saves.
 
 XLA is never chosen with several replicas (the trainer supports it only on one device or a TPU).
 """
@@ -34,16 +37,22 @@ DEVICE_KINDS = ("cpu", "gpu", "tpu")
 #  cpu: measured on the course's 2-core AMD EPYC (Zen 3, AVX2) with TF 2.21 (benchmarks/results/train_speed.md and
 #       train_speed_official.md; test_perf.py::test_the_cpu_table_agrees_with_the_committed_cpu_measurement keeps
 #       the two in step): XLA beat tf.function on every configuration timed -- the quick preset at batch 64, the
-#       blog SAGAN-128 at batch 16 and the official SAGAN-128 at batch 8 -- by 13-28% per iteration, for a
-#       first call (the compile) about 11-13 s longer than tf.function's trace, once per run: XLA pays for itself
-#       after ~100 quick iterations and ~5 official ones. (Earlier notes that XLA was slower here came from a
-#       machine under heavy load; measured again on a quiet one, it was not.)
+#       blog SAGAN-128 at batch 16 and the official SAGAN-128 at batch 8 -- by 9-35% per iteration, for a first
+#       call (the compile) 8-26 s longer than tf.function's trace, once per run: XLA pays for itself after
+#       ~65-100 iterations of the blog models and ~7 of the official one. (Earlier notes that XLA was slower
+#       here came from a machine under heavy load; measured again on a quiet one, it was not.)
 #  gpu: not measurable here. XLA mostly speeds a convnet up by fusing element-wise work between cuDNN calls;
 #       this step's time is dominated by the convolutions, which both paths hand to cuDNN, while XLA adds a
 #       compile of a minute or more per run. Without a measurement we keep the path with no compile and no
 #       XLA-specific failure modes; run benchmarks/bench_train.py on the GPU to measure and record the choice.
 #  tpu: a TPU always compiles with XLA (TPUStrategy); True only states that.
 MEASURED_DEFAULTS = {"cpu": True, "gpu": False, "tpu": True}
+
+# "auto" keeps tf.function for runs shorter than this many steps. XLA's first call (the compile) took 8-26 s longer
+# than tf.function's trace here, and its per-iteration saving repaid that after ~65-100 iterations of the blog
+# models and ~7 of the official one (benchmarks/results/train_speed*.md, the start-up lines); twice the longest
+# break-even leaves a margin for the noise of both measurements.
+XLA_MIN_STEPS = 200
 
 # XLA must beat tf.function by this factor before a measurement picks it: it costs a compile on every run,
 # and a 2% difference is within the noise of a loaded machine.
@@ -152,11 +161,13 @@ def choose_jit_from_timings(pairs) -> tuple[bool, float]:
 
 
 def explain_jit_compile(value="auto", kind: str | None = None, device: str | None = None,
-                        num_replicas: int = 1, records_path=None, tf_version: str | None = None) -> tuple[bool, str]:
+                        num_replicas: int = 1, records_path=None, tf_version: str | None = None,
+                        steps: int | None = None) -> tuple[bool, str]:
     """``(jit_compile, why)``: the flag to train with and where it came from (the trainer prints ``why``).
 
-    ``True``/``False`` pass through; ``"auto"`` is decided per device (see the module docstring). ``kind`` and
-    ``device`` default to the device TensorFlow sees."""
+    ``True``/``False`` pass through; ``"auto"`` is decided per device (see the module docstring), except that a
+    run with fewer than :data:`XLA_MIN_STEPS` ``steps`` still to go keeps tf.function on a CPU or GPU (the
+    compile would cost more than it saves). ``kind`` and ``device`` default to the device TensorFlow sees."""
     if isinstance(value, bool):
         return value, "set in the config"
     if not (isinstance(value, str) and value.strip().lower() == "auto"):
@@ -175,14 +186,20 @@ def explain_jit_compile(value="auto", kind: str | None = None, device: str | Non
     path = Path(records_path) if records_path is not None else cache_path()
     record = load_records(path).get(_record_key(device, tf_version or _tf_version()))
     if isinstance(record, dict) and isinstance(record.get("jit_compile"), bool):
-        return record["jit_compile"], f"measured on this device ({record.get('date', 'undated')}, {path})"
-    return MEASURED_DEFAULTS[kind], f"the measured default for a {kind.upper()} (sagan_tut.perf.MEASURED_DEFAULTS)"
+        use, why = record["jit_compile"], f"measured on this device ({record.get('date', 'undated')}, {path})"
+    else:
+        use, why = MEASURED_DEFAULTS[kind], f"the measured default for a {kind.upper()} (sagan_tut.perf.MEASURED_DEFAULTS)"
+    if use and kind != "tpu" and steps is not None and steps < XLA_MIN_STEPS:
+        return False, (f"XLA is faster per step here ({why}), but {steps} steps are too few for its compile to pay "
+                       f"off (sagan_tut.perf.XLA_MIN_STEPS = {XLA_MIN_STEPS})")
+    return use, why
 
 
 def resolve_jit_compile(value="auto", kind: str | None = None, device: str | None = None,
-                        num_replicas: int = 1, records_path=None, tf_version: str | None = None) -> bool:
+                        num_replicas: int = 1, records_path=None, tf_version: str | None = None,
+                        steps: int | None = None) -> bool:
     """The ``jit_compile`` flag to train with (:func:`explain_jit_compile` without the reason)."""
-    return explain_jit_compile(value, kind, device, num_replicas, records_path, tf_version)[0]
+    return explain_jit_compile(value, kind, device, num_replicas, records_path, tf_version, steps)[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -457,6 +474,6 @@ def system_info() -> dict:
     }
 
 
-__all__ = ["resolve_jit_compile", "explain_jit_compile", "use_bfc_cpu_allocator", "attention_cost", "choose_jit_from_timings", "record_jit_choice", "load_records",
+__all__ = ["resolve_jit_compile", "explain_jit_compile", "XLA_MIN_STEPS", "use_bfc_cpu_allocator", "attention_cost", "choose_jit_from_timings", "record_jit_choice", "load_records",
            "MEASURED_DEFAULTS", "estimate_cpu_peak_gflops", "measure_matmul_gflops", "machine_peak_gflops", "system_info", "device_kind", "device_name",
            "usable_cores", "cache_path"]

@@ -234,9 +234,6 @@ class Trainer:
                                                                                     tf.distribute.TPUStrategy):
             raise ConfigError("jit_compile=True is supported on one device (and on TPUs, which always compile); "
                               "set jit_compile=false (or auto) with several replicas.")
-        # "auto" becomes the path measured fastest on this kind of device (sagan_tut/perf.py, benchmarks/).
-        self.jit_compile, self.jit_compile_reason = perf.explain_jit_compile(
-            config.jit_compile, num_replicas=self.num_replicas)
         self.is_chief = _is_chief(self.strategy)
         self._check_run_dir(resume)
 
@@ -276,6 +273,11 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.ckpt_dir),
                                                   max_to_keep=config.keep_checkpoints, checkpoint_name="ckpt")
         self.initial_step = self._restore() if resume else 0
+
+        # "auto" becomes the path measured fastest on this kind of device (sagan_tut/perf.py, benchmarks/), unless
+        # the run is too short for XLA's compile to pay off.
+        self.jit_compile, self.jit_compile_reason = perf.explain_jit_compile(
+            config.jit_compile, num_replicas=self.num_replicas, steps=config.steps - self.initial_step)
 
         self._train_step = tf.function(self._train_step_fn)
         self._replica_step = tf.function(self._replica_step_fn, jit_compile=self.jit_compile or None)

@@ -206,3 +206,16 @@ def test_memory_readers_see_this_process_allocate():
     assert perf.peak_rss_mib() - before_peak > 200 - (before_peak - before_rss)  # the high-water mark moves too
     del block
     assert 0 < perf.available_mib() < perf.memory_gib() * 1024
+
+
+def test_short_runs_keep_tf_function_unless_told_otherwise(tmp_path):
+    path = tmp_path / "rec.json"
+    perf.record_jit_choice("cpu: X", True, {"cfg": [2.0, 1.0]}, path=path, tf_version=TF)
+    kw = dict(kind="cpu", device="cpu: X", records_path=path, tf_version=TF)
+    assert perf.resolve_jit_compile("auto", steps=perf.XLA_MIN_STEPS, **kw) is True
+    assert perf.resolve_jit_compile("auto", **kw) is True  # steps unknown: the device's choice
+    use, why = perf.explain_jit_compile("auto", steps=perf.XLA_MIN_STEPS - 1, **kw)
+    assert use is False and "too few" in why and "measured on this device" in why
+    assert perf.resolve_jit_compile(True, steps=1, **kw) is True  # an explicit value wins
+    assert perf.resolve_jit_compile("auto", kind="tpu", device="tpu", steps=1, records_path=path,
+                                    tf_version=TF) is True  # a TPU always compiles

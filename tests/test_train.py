@@ -338,6 +338,10 @@ def test_auto_jit_compile_follows_the_measurement_for_this_device(tmp_path, monk
     assert measured._replica_step._jit_compile is (True if not default else None)
     # an explicit value is never overridden
     assert Trainer(tiny_config(jit_compile=default), tmp_path / "c", verbose=False).jit_compile is default
+    # a run with few steps to go keeps the plain graph (XLA's compile would not pay off)
+    perf.record_jit_choice(perf.device_name(), True, {"made up": [2.0, 1.0]}, path=cache)
+    short = Trainer(tiny_config(jit_compile="auto", steps=perf.XLA_MIN_STEPS - 1), tmp_path / "d", verbose=False)
+    assert short.jit_compile is False and "too few" in short.jit_compile_reason
 
 
 @pytest.mark.slow
