@@ -365,16 +365,25 @@ def markdown_table(rows: list[dict], peak_gflops: float | None) -> str:
     return "\n".join(out)
 
 
-def jit_evidence(rows: list[dict]):
-    """(tf.function ms, XLA ms) pairs of float32 configurations measured in both modes, and their labels."""
+def function_xla_rows(rows: list[dict]) -> dict:
+    """{(label, batch): (tf.function row, XLA row)} for float32 configurations measured in both modes."""
     by_key = {}
     for r in rows:
         if "error" in r or r["data"] != "const" or r["alloc"] not in ("inherit",):
             continue
         if r["mode"] in ("function", "xla"):
-            by_key.setdefault((label(r), r["batch"]), {})[r["mode"]] = r["ms_median"]
-    pairs = {k: (v["function"], v["xla"]) for k, v in by_key.items() if len(v) == 2}
-    return pairs
+            by_key.setdefault((label(r), r["batch"]), {})[r["mode"]] = r
+    return {k: (v["function"], v["xla"]) for k, v in by_key.items() if len(v) == 2}
+
+
+def jit_evidence(rows: list[dict]):
+    """(tf.function ms, XLA ms) pairs of float32 configurations measured in both modes, and their labels."""
+    return {k: (fn["ms_median"], xla["ms_median"]) for k, (fn, xla) in function_xla_rows(rows).items()}
+
+
+def _startup_s(r: dict) -> float:
+    """The one-off cost of the first call (trace, or trace + XLA compile): warm-up time minus steady-state time."""
+    return r["warmup_s"] - r["warmup"] * r["ms_median"] / 1e3
 
 
 def summary_lines(rows: list[dict], peak_gflops, peak_how) -> list[str]:
@@ -388,16 +397,10 @@ def summary_lines(rows: list[dict], peak_gflops, peak_how) -> list[str]:
         each = ", ".join(f"{name} ×{xla / fn:.2f}" for (name, _), (fn, xla) in pairs.items())
         lines.append(f"- **Fastest compiled path here: {'XLA' if use_xla else 'tf.function'}.** XLA time / "
                      f"tf.function time: {each} (geometric mean ×{ratio:.2f}).")
-        # the one-off cost: the first call traces (tf.function) or traces and compiles (XLA); warm-up minus
-        # the steady-state time of those calls is that cost
-        first = {}
-        for r in rows:
-            if "error" not in r and r["data"] == "const" and r["alloc"] == "inherit" and r["mode"] in ("function", "xla"):
-                first.setdefault((label(r), r["batch"]), {})[r["mode"]] = r["warmup_s"] - r["warmup"] * r["ms_median"] / 1e3
-        costs = [f"{name} {v['function']:.0f} s → {v['xla']:.0f} s" for (name, _), v in first.items() if len(v) == 2]
-        if costs:
-            lines.append("  One-off start-up (first call: trace, or trace + XLA compile), tf.function → XLA: "
-                         + ", ".join(costs) + ".")
+        costs = [f"{name} {_startup_s(fn):.0f} s → {_startup_s(xla):.0f} s"
+                 for (name, _), (fn, xla) in function_xla_rows(rows).items()]
+        lines.append("  One-off start-up (first call: trace, or trace + XLA compile), tf.function → XLA: "
+                     + ", ".join(costs) + ".")
     for r in rows:
         if r.get("name") == OFFICIAL["name"] and "error" not in r and r["mode"] in ("auto", "function", "xla"):
             frac = (f", {100 * r['gflops_achieved'] / peak_gflops:.0f}% of peak"
@@ -496,10 +499,8 @@ def main(argv=None, peak=None):
 
     if args.render:  # e.g. after a change to the table's format
         payload = json.loads(Path(args.render).read_text())
-        for key, value in payload["settings"].items():
+        for key, value in payload["settings"].items():  # iters, warmup, suite, ... as they were measured
             setattr(args, key, value)
-        args.official = payload["settings"]["suite"] == "official"
-        args.suite = "default" if args.official else payload["settings"]["suite"]
         print(write_results(payload["rows"], payload["hardware"], args, payload["peak_gflops"], payload["peak_how"],
                             Path(args.render).parent, Path(args.render).stem))
         return
