@@ -101,14 +101,17 @@ def test_kaggle_layout_with_csv_partition(tmp_path):
     assert sorted(fake_code(_all(ds))) == _codes_of(out["split"], 1)
 
 
-def test_without_partition_file(tmp_path, caplog):
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_without_partition_file_a_split_is_an_error(tmp_path, split):
+    """No silent fallback to every image: the error names the file and the folders searched."""
     out = write_fake_celeba(tmp_path, n=6, layout="folder")
     os.remove(out["partition"])
-    with caplog.at_level(logging.WARNING, logger="sagan_tut.data"):
-        x = _all(load_celeba(32, 3, split="train", shuffle=False, repeat=False, root=tmp_path))
-    assert x.shape[0] == 6 and "no list_eval_partition" in caplog.text
-    with pytest.raises(FileNotFoundError, match="list_eval_partition"):
-        load_celeba(32, 3, split="val", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="list_eval_partition.txt") as err:
+        load_celeba(32, 3, split=split, root=tmp_path)
+    assert f"- {tmp_path}\n" in str(err.value) and "Eval/" in str(err.value)
+    assert "split='all'" in str(err.value)
+    x = _all(load_celeba(32, 3, split="all", shuffle=False, repeat=False, root=tmp_path))
+    assert x.shape[0] == 6
 
 
 def test_drop_remainder_and_finite_epoch(fake):
