@@ -66,10 +66,12 @@ _JPEG_SOI = b"\xff\xd8\xff"
 
 
 def _zip_reader(path: str, report: SkipReport):
+    zf = open_zip(path)  # the zip as it is when the dataset is built
+
     def read(name):
         name = name.decode()
         try:
-            return open_zip(path).read(name)
+            return zf.read(name)
         except Exception as e:  # noqa: BLE001 -- a damaged member must not end the epoch
             report.add(name, f"unreadable zip member: {type(e).__name__}: {e}")
             return b""

@@ -127,17 +127,20 @@ def fingerprint(src: CelebASource) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ reading bytes
-_ZIPS: dict[str, zipfile.ZipFile] = {}
+_ZIPS: dict[str, tuple[tuple, zipfile.ZipFile]] = {}
 _ZIPS_LOCK = threading.Lock()
 
 
 def open_zip(path: str) -> zipfile.ZipFile:
-    # One ZipFile per process, shared by tf.data's threads: CPython's ZipFile serialises reads of its shared
-    # file handle, so concurrent member reads are safe.
+    """One ZipFile per zip and process, shared by tf.data's threads: CPython's ZipFile serialises reads of its
+    shared file handle, so concurrent member reads are safe. A zip rewritten since it was opened (same path, new
+    size or time) is opened again: the old handle's directory would point into the new file's bytes."""
+    st = os.stat(path)
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
     with _ZIPS_LOCK:
-        if path not in _ZIPS:
-            _ZIPS[path] = zipfile.ZipFile(path)
-        return _ZIPS[path]
+        if path not in _ZIPS or _ZIPS[path][0] != stamp:
+            _ZIPS[path] = (stamp, zipfile.ZipFile(path))
+        return _ZIPS[path][1]
 
 
 def bytes_ok(data: bytes) -> bool:

@@ -139,3 +139,25 @@ def test_summary_of_a_real_pipeline(tmp_path):
     assert text.startswith(f"CelebA ({ds.source.path}): skipped 2 file(s): ")
     assert "1 truncated JPEG" in text and "1 not a JPEG (bad header)" in text
     assert "000007.jpg" in text and "000008.jpg" in text
+
+
+def test_a_zip_rewritten_in_place_is_read_anew(tmp_path):
+    """The process-wide zip handle must not outlive the file: a rewritten zip at the same path gives its new
+    images, not bytes read through the old zip's directory."""
+    from sagan_tut.celeba import fake_code, load_celeba
+
+    kw = dict(resolution=32, batch_size=4, split="all", shuffle=False, repeat=False, root=tmp_path)
+    write_fake_celeba(tmp_path, n=8, layout="zip")
+    first = np.concatenate([b.numpy() for b in load_celeba(**kw)])
+    write_fake_celeba(tmp_path, n=8, layout="zip", image_fn=lambda i: _tinted(i))
+    second = np.concatenate([b.numpy() for b in load_celeba(**kw)])
+    assert list(fake_code(second)) == list(range(8))
+    assert second[..., 0].mean() > first[..., 0].mean() + 0.3
+
+
+def _tinted(i):
+    from sagan_tut.celeba_fake import fake_celeba_image
+
+    img = fake_celeba_image(i).astype(np.int16)
+    img[..., 0] = np.clip(img[..., 0] + 60, 0, 255)
+    return img.astype(np.uint8)
