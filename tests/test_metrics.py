@@ -475,3 +475,82 @@ def test_evaluate_run_end_to_end_with_the_trainers_checkpoint(tmp_path):
     not_ema = evaluate_run(run, n=48, extractor=ext, batch_size=24, real=real_images, ema=False,
                            out_json=tmp_path / "g.json")
     assert abs(not_ema["fid"] - result["fid"]) > 1e-3 * result["fid"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Progress lines for long evaluations
+# ---------------------------------------------------------------------------------------------------------------
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_lines_rate_and_eta_with_a_fake_clock():
+    import io
+
+    from sagan_tut.progress import Progress
+
+    clock, out = FakeClock(), io.StringIO()
+    with Progress(100, "generated images", enabled=True, stream=out, interval=1e9, clock=clock) as bar:
+        for _ in range(10):
+            clock.t += 2.0  # 10 images every 2 s: 5 img/s
+            bar.update(10)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10  # one per tenth (the interval is out of reach), the last one is the final line
+    assert lines[0] == "generated images: 10/100 (10%) | 5.0 img/s | ETA 18s"  # 90 images left at 5 img/s
+    assert lines[4] == "generated images: 50/100 (50%) | 5.0 img/s | ETA 10s"
+    assert lines[-1] == "generated images: 100/100 (100%) | 5.0 img/s | 20s in all"
+
+
+def test_progress_every_interval_between_tenths_and_long_etas():
+    import io
+
+    from sagan_tut.progress import Progress, format_seconds
+
+    clock, out = FakeClock(), io.StringIO()
+    bar = Progress(50_000, "x", enabled=True, stream=out, interval=2.0, clock=clock)
+    for _ in range(4):
+        clock.t += 1.0
+        bar.update(10)  # 10 img/s: an update every second, a line every two
+    lines = out.getvalue().splitlines()
+    assert lines == ["x: 20/50000 (0%) | 10.0 img/s | ETA 1h23m18s", "x: 40/50000 (0%) | 10.0 img/s | ETA 1h23m16s"]
+    assert format_seconds(4998) == "1h23m18s" and format_seconds(61) == "1m01s"
+
+
+def test_progress_is_on_by_default_only_for_long_evaluations():
+    from sagan_tut.progress import MIN_TOTAL, Progress
+
+    assert Progress(MIN_TOTAL).enabled and not Progress(MIN_TOTAL - 1).enabled and not Progress(None).enabled
+
+
+def test_compute_stats_prints_progress_when_asked_and_nothing_otherwise(capsys):
+    images = np.random.default_rng(16).uniform(-1, 1, (40, 4, 4, 3)).astype(np.float32)
+    compute_stats(images, ColourStats(), batch_size=8, progress=True, desc="real images")
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("real images: 40/40 (100%) | ") and err[-1].endswith(" in all")
+    assert any("ETA" in line for line in err[:-1]) and len(err) == 5  # at 8, 16, 24, 32, then the final line
+    compute_stats(images, ColourStats(), batch_size=8, progress=False)
+    compute_stats(images, ColourStats(), batch_size=8)  # 40 images: below the default threshold
+    assert capsys.readouterr().err == ""
+
+
+def test_evaluate_generator_and_run_progress(tmp_path, monkeypatch, capsys):
+    gen = tiny_generator()
+    real_images = np.random.default_rng(17).uniform(-1, 1, (20, 4, 4, 3)).astype(np.float32)
+    evaluate_generator(gen, real_images, n=20, extractor=ColourStats(), batch_size=5, progress=True)
+    err = capsys.readouterr().err
+    assert "real images: 20/20 (100%)" in err and "generated images: 20/20 (100%)" in err and "ETA" in err
+    monkeypatch.setitem(sys.modules, "sagan_tut.train", types.SimpleNamespace(load_generator=lambda d, ema: gen))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"z_dim": 4, "resolution": 4, "dataset": "toy"}))
+    evaluate_run(run, n=20, extractor=ColourStats(), batch_size=5, cache_dir=tmp_path / "c", images=real_images,
+                 progress=True)
+    err = capsys.readouterr().err
+    assert "real images (toy 4px): 20/20 (100%)" in err and "generated images: 20/20 (100%)" in err
+    evaluate_run(run, n=20, extractor=ColourStats(), batch_size=5, cache_dir=tmp_path / "c2",
+                 images=real_images, progress=False)
+    assert capsys.readouterr().err == ""
