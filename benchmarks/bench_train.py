@@ -144,7 +144,7 @@ def measure(spec: dict, iters: int, warmup: int) -> dict:
     import tensorflow as tf
 
     from sagan_tut.flops import iteration_flops
-    from sagan_tut.perf import peak_rss_mib, rss_mib
+    from sagan_tut.machine import peak_rss_mib, rss_mib
 
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
@@ -209,7 +209,21 @@ def measure(spec: dict, iters: int, warmup: int) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 # Profiling one iteration (the TF profiler's trace, summed by op type)
 # ----------------------------------------------------------------------------------------------------------------
-CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "FusedConv2D")
+MATMUL_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMul", "FusedMatMul")
+
+
+def canonical_op_type(op_type: str) -> str:
+    """The plain TensorFlow op an op type stands for: with oneDNN on (AVX-512 + VNNI CPUs, or
+    TF_ENABLE_ONEDNN_OPTS=1), grappler rewrites ``Conv2D`` to ``_MklNativeConv2D``, ``_MklNativeFusedConv2D``
+    (conv + bias [+ activation]) and so on, and ``BatchMatMulV2`` to ``_MklBatchMatMulV2``; XLA's ops are named
+    after their HLO (``convolution``, ``dot``). Without this, a oneDNN profile would show 0% convolutions."""
+    name = op_type
+    for prefix in ("_MklNative", "_Mkl", "_"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    return {"convolution": "Conv2D", "dot": "MatMul"}.get(name, name)
 
 
 def profile_trainer(trainer, iters: int = 1, top: int = 12) -> dict:
@@ -256,8 +270,10 @@ def profile_trainer(trainer, iters: int = 1, top: int = 12) -> dict:
     return {
         "wall_ms_per_iter": wall * 1e3, "op_ms_sum": total, "iters": iters,
         "top": [(k, v, int(round(count[k]))) for k, v in by_type.most_common(top)],
-        "conv_ms": sum(by_type[k] for k in CONV_OPS), "matmul_ms": by_type["MatMul"] + by_type["BatchMatMulV2"],
-        "transpose_ms": by_type["Transpose"], "cast_ms": by_type["Cast"],
+        "conv_ms": sum(v for k, v in by_type.items() if canonical_op_type(k) in CONV_OPS),
+        "matmul_ms": sum(v for k, v in by_type.items() if canonical_op_type(k) in MATMUL_OPS),
+        "transpose_ms": sum(v for k, v in by_type.items() if canonical_op_type(k) == "Transpose"),
+        "cast_ms": by_type["Cast"],
         "float64_ops": float64[:20], "n_float64_ops": len(float64),
     }
 
@@ -309,7 +325,13 @@ def profile_markdown(row: dict) -> str:
 # Running rows in child processes, tables
 # ----------------------------------------------------------------------------------------------------------------
 def run_row(spec: dict, iters: int, warmup: int, timeout: float = 1800) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore", **spec.get("env", {}))
+    import tempfile
+
+    # Each row compiles from scratch (an empty XLA persistent cache), so the start-up times stay comparable;
+    # benchmarks/bench_compile_cache.py measures what the cache saves.
+    xla_cache = tempfile.mkdtemp(prefix="sagan_tut_xla_")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore", SAGAN_TUT_XLA_CACHE=xla_cache,
+               **spec.get("env", {}))
     if spec.get("alloc") == "bfc":
         env["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
     elif spec.get("alloc") == "default":
@@ -319,6 +341,10 @@ def run_row(spec: dict, iters: int, warmup: int, timeout: float = 1800) -> dict:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {**spec, "error": f"timed out after {timeout:.0f} s"}
+    finally:
+        import shutil
+
+        shutil.rmtree(xla_cache, ignore_errors=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not lines:
         tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
@@ -450,7 +476,8 @@ def write_results(rows, info, args, peak_gflops, peak_how, out_dir: Path, stem="
     settings = dict(iters=args.iters, warmup=args.warmup, suite=suite, only=args.only, modes=args.modes)
     payload = dict(hardware=info, settings=settings, peak_gflops=peak_gflops, peak_how=peak_how, rows=rows)
     (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
-    cpu = f"{info['cpu']} ({info['cores']} cores)" + (f", GPU: {', '.join(info['gpus'])}" if info["gpus"] else "")
+    cpu = info.get("cpu_label") or f"{info['cpu']} ({info['cores']} cores)"
+    cpu += f", GPU: {', '.join(info['gpus'])}" if info["gpus"] else ""
     load = info.get("load_average")
     text = "\n".join([
         f"Measured {info['date'][:16].replace('T', ' ')} on {cpu}; TensorFlow {info['tensorflow']}, Keras "
@@ -540,7 +567,8 @@ def main(argv=None, peak=None):
     if not suite:
         parser.error("no configuration left after --only/--modes")
 
-    from sagan_tut.perf import device_name, machine_peak_gflops, record_jit_choice, system_info
+    from sagan_tut.machine import device_name, machine_peak_gflops, system_info
+    from sagan_tut.perf import record_jit_choice
 
     info = system_info()
     peak_gflops, peak_how = peak or machine_peak_gflops(args.peak_gflops, measure=not info["gpus"])

@@ -24,6 +24,9 @@ __version__ = "0.1.0"
 # course's 2-core CPU 7-11% faster (benchmarks/results/train_speed_allocator.md). It only takes effect when
 # sagan_tut is imported before TensorFlow; see sagan_tut.perf.use_bfc_cpu_allocator.
 _perf.use_bfc_cpu_allocator()
+# XLA's persistent compilation cache: a process that builds a model compiled before (another test, notebook or run
+# on this machine) loads the compiled step instead of compiling it again; see sagan_tut.perf.use_xla_compile_cache.
+_perf.use_xla_compile_cache()
 
 _EXPORTS = {
     "SpectralNormalization": "spectral_norm",

@@ -50,7 +50,8 @@ def test_explicit_flags_pass_through_and_bad_values_are_refused(tmp_path):
 
 def test_auto_without_a_measurement_uses_the_per_device_table(tmp_path):
     for kind in perf.DEVICE_KINDS:
-        assert resolve("auto", tmp_path, kind=kind, device=f"{kind}: test") is perf.MEASURED_DEFAULTS[kind]
+        assert resolve("auto", tmp_path, kind=kind, device=f"{kind}: test") is perf.measured_default(kind)[0]
+    assert perf.measured_default("cpu")[0] is perf.cpu_default()[0]  # a CPU: by this machine's class
     assert resolve("AUTO", tmp_path, kind="tpu", device="tpu") is True  # a TPU always compiles
 
 
@@ -73,7 +74,7 @@ def test_an_unreadable_record_file_falls_back_to_the_table(tmp_path):
     path = tmp_path / "records.json"
     path.write_text("{not json")
     assert perf.resolve_jit_compile("auto", kind="cpu", device="cpu: x", records_path=path,
-                                    tf_version=TF) is perf.MEASURED_DEFAULTS["cpu"]
+                                    tf_version=TF) is perf.cpu_default()[0]
 
 
 def test_environment_variable_overrides_everything(tmp_path, monkeypatch):
@@ -149,17 +150,119 @@ def test_benchmark_rows_feed_the_choice():
 
 
 def test_the_cpu_table_agrees_with_the_committed_cpu_measurement():
-    # MEASURED_DEFAULTS["cpu"] must be what benchmarks/results says for a CPU; regenerate and update together.
+    # CPU_MEASURED must agree with what benchmarks/results says for the machine class it was measured on;
+    # regenerate and update together.
     path = ROOT / "benchmarks" / "results" / "train_speed.json"
     if not path.exists():
         pytest.skip("no committed benchmark results")
     results = json.loads(path.read_text())
     if results["hardware"]["gpus"]:
         pytest.skip("the committed results come from a GPU")
+    cls = results["hardware"].get("machine_class")
+    if cls is None:
+        pytest.skip("the committed results predate machine classes")
     pairs = _bench_train().jit_evidence([r for r in results["rows"] if "error" not in r])
     if not pairs:
         pytest.skip("the committed results have no tf.function/XLA pair")
-    assert perf.choose_jit_from_timings(pairs.values())[0] is perf.MEASURED_DEFAULTS["cpu"]
+    assert cls in perf.CPU_MEASURED, f"add the committed table's machine class {cls!r} to CPU_MEASURED"
+    assert perf.choose_jit_from_timings(pairs.values())[0] is perf.CPU_MEASURED[cls][0]
+
+
+AVX2_ZEN3 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC
+cpu MHz\t\t: 2445.000
+flags\t\t: fpu sse sse2 avx avx2 fma bmi2
+"""
+AVX512_ZEN5 = AVX2_ZEN3.replace("25", "26").replace(": 1\n", ": 2\n").replace(
+    "bmi2", "bmi2 avx512f avx512_vnni avx512_bf16")
+
+
+def test_machine_class_follows_vector_width_and_onednn(monkeypatch):
+    from sagan_tut import machine
+
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    assert machine.cpu_features(AVX2_ZEN3)["isa"] == "AVX2"
+    assert machine.machine_class(AVX2_ZEN3) == "cpu AVX2 oneDNN-off"  # TensorFlow's default: no VNNI, no oneDNN
+    assert machine.machine_class(AVX512_ZEN5) == "cpu AVX-512 oneDNN-on"
+    # AVX-512 without VNNI/BF16 (e.g. Skylake-SP): oneDNN stays off by default
+    assert machine.machine_class(AVX512_ZEN5.replace(" avx512_vnni avx512_bf16", "")) == "cpu AVX-512 oneDNN-off"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # the user's switch wins
+    assert machine.machine_class(AVX512_ZEN5) == "cpu AVX-512 oneDNN-off"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    assert machine.machine_class(AVX2_ZEN3) == "cpu AVX2 oneDNN-on"
+    # the same "model name" on two machine kinds must not share a recorded measurement
+    assert machine.cpu_label(AVX2_ZEN3, onednn=False) != machine.cpu_label(AVX512_ZEN5, onednn=True)
+    assert "family 25" in machine.cpu_label(AVX2_ZEN3, onednn=False)
+
+
+def test_auto_on_a_cpu_is_decided_by_its_machine_class(tmp_path):
+    kw = dict(kind="cpu", device="cpu: test", records_path=tmp_path / "none.json", tf_version=TF)
+    assert perf.resolve_jit_compile("auto", machine_cls="cpu AVX2 oneDNN-off", **kw) is True
+    use, why = perf.explain_jit_compile("auto", machine_cls="cpu AVX-512 oneDNN-on", **kw)
+    assert use is False and "AVX-512 oneDNN-on" in why and "CPU_MEASURED" in why
+    # a class nobody measured follows oneDNN
+    assert perf.resolve_jit_compile("auto", machine_cls="cpu AVX oneDNN-on", **kw) is False
+    use, why = perf.explain_jit_compile("auto", machine_cls="cpu SSE oneDNN-off", **kw)
+    assert use is True and "no measurement" in why
+    for cls, (use, where) in perf.CPU_MEASURED.items():
+        assert perf.cpu_default(cls)[0] is use and where in perf.cpu_default(cls)[1]
+
+
+def test_profile_categories_know_onednn_and_xla_op_names():
+    bt = _bench_train()
+    for name, plain in [("_MklNativeConv2DBackpropInput", "Conv2DBackpropInput"), ("_MklNativeFusedConv2D",
+                        "FusedConv2D"), ("_MklBatchMatMulV2", "BatchMatMulV2"), ("_MklNativeFusedMatMul",
+                        "FusedMatMul"), ("_FusedConv2D", "FusedConv2D"), ("Conv2D", "Conv2D"), ("convolution",
+                        "Conv2D"), ("_MklTranspose", "Transpose"), ("Mul", "Mul")]:
+        assert bt.canonical_op_type(name) == plain
+    convs = [k for k in ("_MklNativeConv2D", "_MklNativeConv2DBackpropFilter", "_MklNativeFusedConv2D", "Mul")
+             if bt.canonical_op_type(k) in bt.CONV_OPS]
+    assert convs == ["_MklNativeConv2D", "_MklNativeConv2DBackpropFilter", "_MklNativeFusedConv2D"]
+
+
+def test_xla_compile_cache_setting_respects_the_user(monkeypatch, tmp_path):
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_persistent_cache_directory=/elsewhere --xla_foo")
+    assert perf.use_xla_compile_cache() == "/elsewhere"  # the user's own flag wins, untouched
+    assert os.environ["TF_XLA_FLAGS"] == "--tf_xla_persistent_cache_directory=/elsewhere --xla_foo"
+    monkeypatch.setenv("TF_XLA_FLAGS", "--xla_foo")
+    monkeypatch.setenv(perf.ENV_XLA_CACHE, "0")
+    assert perf.use_xla_compile_cache() is None and os.environ["TF_XLA_FLAGS"] == "--xla_foo"
+    monkeypatch.setenv(perf.ENV_XLA_CACHE, str(tmp_path / "x"))
+    assert perf.use_xla_compile_cache() == str(tmp_path / "x")
+    assert os.environ["TF_XLA_FLAGS"] == f"--xla_foo --tf_xla_persistent_cache_directory={tmp_path / 'x'}"
+    assert not (tmp_path / "x").exists()  # nothing created on import: TensorFlow makes it at the first compile
+    monkeypatch.setenv("TF_XLA_FLAGS", "")
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv(perf.ENV_XLA_CACHE, str(tmp_path / "a_file" / "x"))  # XLA would fail every compile there
+    assert perf.use_xla_compile_cache() is None and os.environ["TF_XLA_FLAGS"] == ""
+    # the default folder is per TensorFlow version and CPU: an executable for one ISA never meets another CPU
+    assert perf.xla_cache_dir().name.startswith("tf") and perf.xla_cache_dir().parent.name == "xla"
+
+
+@pytest.mark.slow
+def test_import_sagan_tut_turns_on_the_xla_cache_and_a_second_process_reuses_it(tmp_path):
+    import subprocess
+
+    code = ("import sagan_tut, tensorflow as tf\n"
+            "f = tf.function(lambda x: tf.reduce_sum(tf.nn.relu(x) * 3.0), jit_compile=True)\n"
+            "print('OUT', float(f(tf.ones((4, 4)))))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_XLA_FLAGS"}
+    env.update(SAGAN_TUT_XLA_CACHE=str(tmp_path / "xla"), TF_CPP_MIN_LOG_LEVEL="3")
+    outs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append([ln for ln in proc.stdout.splitlines() if ln.startswith("OUT")])
+        files = sorted((tmp_path / "xla").glob("*"))
+        if len(outs) == 1:
+            first = [(f.name, f.stat().st_mtime_ns) for f in files]
+    assert outs[0] == outs[1] == ["OUT 48.0"]
+    assert first and any("XLA_CPU_JIT" in name for name, _ in first)
+    # the second process found the entry and wrote nothing new
+    assert [(f.name, f.stat().st_mtime_ns) for f in files] == first
 
 
 def test_bfc_allocator_is_requested_only_before_tensorflow_starts_and_never_over_the_user(monkeypatch):
