@@ -7,6 +7,9 @@ drift. The score below is built so that none of those matter and only the two co
 
 Method, per image (numpy only, a few passes over the pixels):
 
+0. **Pool** images of 64 px and more by 2 x 2 (four times less work; 32-px detail is all the score needs).
+   Only by 2: a face shifted by one pixel stays exactly symmetric on the pooled grid (about a half-pixel
+   axis), which 4 x 4 pooling would break for odd shifts.
 1. **Normalise** every channel to zero mean and unit spread, ``z = (x - mean_c) / (std_c + 0.05)``: a global
    colour or contrast change (``x * gain_c + offset_c``) leaves ``z`` (almost) unchanged, so every tolerance
    below is in units of the image's own contrast.
