@@ -292,76 +292,27 @@ def faces_dataset(resolution: int = 64, batch_size: int = 64, split: str = "trai
 
 
 # --------------------------------------------------------------------------------------------------- score
-#: Coarse grid on which symmetry is measured, and tolerances (in units of the [-1, 1] pixel range).
-SCORE_GRID = 16
-EYE_SIGMA = 0.03     # Gaussian window for the eye colour, in fractions of the side (inside the iris)
-EYE_TOL = 0.5        # eye colours this far apart (RGB distance) score 0
-SYM_TOL = 0.5        # relative mirror error this large scores 0
+# The score lives in sagan_tut.structure (numpy only); these are its entry points next to the faces it scores.
+from .structure import structure_score, structure_scores, table_markdown  # noqa: E402,F401
 
 
-def _as_batch(images) -> np.ndarray:
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] != x.shape[2] or x.shape[1] < SCORE_GRID:
-        raise ValueError(f"images must be (n, R, R, 3) with R >= {SCORE_GRID}, got shape {x.shape}.")
-    if not np.isfinite(x).all():
-        raise ValueError("images contain NaN or infinity.")
-    if x.min() < -1.5 or x.max() > 1.5:
-        raise ValueError(f"images must be in [-1, 1] (got values in [{x.min():.2f}, {x.max():.2f}]); "
-                         "map uint8 images with x / 127.5 - 1.")
-    return x
+def structure_table(resolution: int = 64, n: int = 200, seed: int = 0) -> list[dict]:
+    """The structure score of ``n`` faces of stream ``seed``: real, broken (``True``, ``"colour"``,
+    ``"geometry"``), each as drawn and under every change of :func:`sagan_tut.structure.perturb`.
 
-
-def _area_pool(x: np.ndarray, g: int) -> np.ndarray:
-    """Average ``(n, R, R, 3)`` over a g x g grid of (nearly) equal cells, for any R >= g."""
-    edges = np.linspace(0, x.shape[1], g + 1).round().astype(int)
-    counts = np.diff(edges).astype(np.float32)
-    x = np.add.reduceat(x, edges[:-1], axis=1) / counts[None, :, None, None]
-    return np.add.reduceat(x, edges[:-1], axis=2) / counts[None, None, :, None]
-
-
-def _eye_weights(R: int, side: int) -> np.ndarray:
-    """Normalised Gaussian window around the nominal centre of the left (-1) or right (+1) eye."""
-    grid = (np.arange(R) + 0.5) / R
-    wx = np.exp(-0.5 * ((grid - (0.5 + side * EYE_DX)) / EYE_SIGMA) ** 2)
-    wy = np.exp(-0.5 * ((grid - EYE_Y) / EYE_SIGMA) ** 2)
-    w = wy[:, None] * wx[None, :]
-    return (w / w.sum()).astype(np.float32)
-
-
-def structure_scores(images) -> dict:
-    """Per-image structure scores in [0, 1] (1 = perfect). Returns ``{"eye_colour", "symmetry", "score"}``,
-    each a float array of length n; ``score`` is the mean of the other two.
-
-    * ``eye_colour``: the mean colour in a Gaussian window (sigma 0.03 R) at each eye's nominal centre,
-      ``c_left`` and ``c_right``; score ``max(0, 1 - |c_left - c_right| / 0.5)`` (Euclidean RGB distance in
-      [-1, 1] units). The two windows are mirror images and cover mostly iris (radius >= 0.07 R), so real
-      faces, symmetric with one eye colour, give a distance of 0; 0.5 (a quarter of the colour range along
-      one axis) counts as unrelated eyes.
-    * ``symmetry``: on a 16 x 16 average-pooled copy of the image (the structure is coarse; pooling makes the
-      score blind to pixel noise and blur), the mean absolute difference between the image and its mirror
-      image, divided by the image's own mean absolute deviation from its mean colour (so a washed-out or
-      low-contrast sample is judged relative to its own contrast); score ``max(0, 1 - ratio / 0.5)``.
-
-    Real faces score 1 up to float rounding: they are exactly symmetric and their eye windows hold one colour.
-    Blur, a global colour shift or contrast change keep both numbers near 1; eyes of different colours or
-    asymmetric features lower them. The score assumes a face at the generator's position (centred, eyes
-    at 46% of the height, 28% of the width apart), which is where a GAN trained on these faces puts it.
-    A flat image has nothing to compare and scores 1 on symmetry; check samples and FID as well.
+    One dict per row: ``faces`` (``"real"``, ``"broken"``, ``"broken colour"``, ``"broken geometry"``),
+    ``perturbation``, and the means ``score``, ``eye_colour``, ``symmetry`` and the 5th percentile ``p5`` of the
+    per-image scores. :func:`sagan_tut.structure.table_markdown` prints them.
     """
-    x = _as_batch(images)
-    R = x.shape[1]
-    c_left = np.einsum("nyxc,yx->nc", x, _eye_weights(R, -1))
-    c_right = np.einsum("nyxc,yx->nc", x, _eye_weights(R, +1))
-    eye = np.clip(1.0 - np.linalg.norm(c_left - c_right, axis=-1) / EYE_TOL, 0.0, 1.0)
-    p = _area_pool(x, SCORE_GRID)
-    mirror_error = np.abs(p - p[:, :, ::-1]).mean(axis=(1, 2, 3))
-    contrast = np.abs(p - p.mean(axis=(1, 2), keepdims=True)).mean(axis=(1, 2, 3))
-    sym = np.clip(1.0 - mirror_error / (contrast + 1e-6) / SYM_TOL, 0.0, 1.0)
-    return {"eye_colour": eye, "symmetry": sym, "score": 0.5 * (eye + sym)}
+    from .structure import PERTURBATIONS, perturb
 
-
-def structure_score(images) -> float:
-    """Mean structure score of a batch of images in [-1, 1], in [0, 1] (see :func:`structure_scores`)."""
-    return float(np.mean(structure_scores(images)["score"]))
+    rows = []
+    for label, broken in (("real", False), ("broken", True), ("broken colour", "colour"),
+                          ("broken geometry", "geometry")):
+        images = generate_faces(n, resolution, seed=seed, broken=broken)
+        for kind in PERTURBATIONS:
+            s = structure_scores(perturb(images, kind, seed=seed))
+            rows.append(dict(faces=label, perturbation=kind, score=float(s["score"].mean()),
+                             p5=float(np.percentile(s["score"], 5)), eye_colour=float(s["eye_colour"].mean()),
+                             symmetry=float(s["symmetry"].mean())))
+    return rows

@@ -75,31 +75,6 @@ def test_bad_arguments():
 
 
 # ---------------------------------------------------------------------------------------------------- score
-def test_score_hand_computed_on_two_flat_halves():
-    """Left half colour A, right half colour B: every term of the score can be computed by hand."""
-    A, B = np.array([0.0, 0.0, 0.0]), np.array([0.3, 0.0, 0.0])
-    x = np.zeros((1, 32, 32, 3), np.float32)
-    x[:, :, :16], x[:, :, 16:] = A, B
-    s = faces.structure_scores(x)
-    # Eye windows see pure A and pure B: 1 - |A - B| / 0.5 = 1 - 0.3 / 0.5.
-    assert s["eye_colour"][0] == pytest.approx(0.4, abs=1e-5)
-    # Mirror error: mean over channels of |A - B| = 0.1. Contrast: mean |x - mean colour| = 0.15 / 3 = 0.05.
-    # Ratio 2 > the tolerance 0.5, so symmetry scores 0.
-    assert s["symmetry"][0] == 0.0
-    assert s["score"][0] == pytest.approx(0.2, abs=1e-5)
-    # Top three quarters: dark left half (-0.5), almost its mirror on the right (-0.48); bottom quarter 0.5.
-    y = np.full((1, 32, 32, 3), 0.5, np.float32)
-    y[:, :24, :16], y[:, :24, 16:] = -0.5, -0.48
-    s = faces.structure_scores(y)
-    # The 16 x 16 pooled cells equal the 2 x 2 blocks. Mirror error: 0.02 on 3/4 of the cells -> 0.015.
-    # Mean colour: 3/8 * -0.5 + 3/8 * -0.48 + 1/4 * 0.5 = -0.2425; mean |deviation|:
-    # 3/8 * 0.2575 + 3/8 * 0.2375 + 1/4 * 0.7425 = 0.37125.
-    assert s["symmetry"][0] == pytest.approx(1 - (0.015 / 0.37125) / faces.SYM_TOL, abs=1e-5)
-    # Both eye windows lie in the top part (the bottom quarter is > 8 sigma away): colours differ by 0.02 per
-    # channel.
-    assert s["eye_colour"][0] == pytest.approx(1 - 0.02 * np.sqrt(3) / faces.EYE_TOL, abs=1e-5)
-
-
 @pytest.mark.parametrize("R", [32, 128])
 def test_real_faces_score_near_perfect_and_broken_faces_clearly_worse(R):
     real = faces.structure_score(faces.generate_faces(64, R, seed=7))
@@ -113,8 +88,9 @@ def test_each_score_component_sees_its_break():
     colour_only = faces.structure_scores(faces.generate_faces(64, 64, seed=7, broken="colour"))
     geometry_only = faces.structure_scores(faces.generate_faces(64, 64, seed=7, broken="geometry"))
     assert colour_only["eye_colour"].mean() < 0.2   # the colour component sees the colour break
-    assert geometry_only["symmetry"].mean() < 0.9   # the symmetry component sees the geometry break
-    assert geometry_only["symmetry"].mean() < colour_only["symmetry"].mean()
+    assert geometry_only["symmetry"].mean() < 0.2   # the symmetry component sees the geometry break
+    # Each eye is located on its own, so eyes at different heights still compare their (equal) colours.
+    assert geometry_only["eye_colour"].mean() > 0.9
 
 
 def test_score_is_robust_to_blur_and_colour_changes():
