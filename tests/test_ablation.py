@@ -1,9 +1,11 @@
-"""The chapter 6 ablation script (sagan_tut.ablation): the ladder of configurations, one tiny end-to-end run
-through ``main`` (the code path of ``python -m sagan_tut.ablation``), the table against NumPy, the reference rows
+"""The chapter 6 ablation (sagan_tut.ablation and its pieces): the ladder of configurations (the SN rung's D
+without BatchNorm), a tiny campaign run through ``main`` in two invocations (seed 0, then seeds 0-1: the first
+runs are reused, not retrained), the campaign logic with an instant stand-in for training (interruption, refusal
+to mix campaigns), the table against NumPy, the tests between rungs against SciPy and by hand, the reference rows
 against an independent FID, and the errors for bad arguments.
 
-The tiny run: configurations ``sn`` and ``attention`` x seeds 0 and 1, 2 iterations each at width 1/8, batch 8,
-scored on 16 images; about 30 s of CPU time on a 2-core machine.
+The tiny campaign: configurations ``sn`` and ``attention`` x seeds 0 and 1, 2 iterations each at width 1/8,
+batch 8, scored on 16 images; about 30 s of CPU time on a 2-core machine.
 """
 import copy
 import json
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tut import ablation, ablation_run, ablation_stats, runinfo
+from sagan_tut import ablation, ablation_run, runinfo
 from sagan_tut.attention import SelfAttention
 from sagan_tut.faces import generate_faces, structure_score
 from sagan_tut.metrics import RandomConvExtractor
