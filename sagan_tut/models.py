@@ -7,6 +7,8 @@ the architecture table of the paper it comes from.
   BatchNorm + ReLU, a last transposed conv to RGB, tanh. D: stride-2 convs with LeakyReLU(0.2) and BatchNorm on
   every block but the first, a dense logit. Weights drawn from N(0, 0.02) as in the paper. No spectral
   normalization and no attention by default; both can be switched on (the chapter 6 ablation does exactly that).
+  With ``spectral_norm=True`` D loses its BatchNorm layers, as in SN-GAN and SAGAN, so that D is Lipschitz; G
+  keeps its BatchNorm.
 * ``arch="blog"`` -- the SAGAN of the blog post's code (sthalles/blog-resources, ``sagan/celeb/model.py``):
   G: dense to 4x4x512 + ReLU, 4x4 stride-2 transposed convs 256, 128, 64, (attention at 32x32), 32, 16, each
   with BatchNorm(scale=False) + ReLU, a 3x3 conv to RGB, tanh. D: 4x4 stride-2 convs 32, 64, (attention at
@@ -210,8 +212,13 @@ def _dcgan_generator(z, resolution, width, attention_res, variant, sn):
 
 def _dcgan_down_block(x, channels, size, sn, first):
     # No BatchNorm on the first block: normalising the input layer's features destabilised training (Radford).
-    x = _conv(channels, 4, f"down{size}_conv", arch="dcgan", sn=sn, strides=2, use_bias=first)(x)
-    if not first:
+    # No BatchNorm at all once D is spectrally normalised (SN-GAN and SAGAN have none in D): BatchNorm divides
+    # by the batch's standard deviation, a data-dependent factor that can be arbitrarily large, so a D with BN
+    # is not 1-Lipschitz however its kernels are normalised (chapter 2). SN takes over BN's role of keeping D's
+    # activations in range. Without BN the conv needs its bias back (BN's beta replaced it).
+    batch_norm = not first and not sn
+    x = _conv(channels, 4, f"down{size}_conv", arch="dcgan", sn=sn, strides=2, use_bias=not batch_norm)(x)
+    if batch_norm:
         x = _batch_norm(f"down{size}_bn")(x)
     return keras.layers.LeakyReLU(negative_slope=0.2, name=f"down{size}_lrelu")(x)
 
@@ -388,7 +395,9 @@ def make_discriminator(arch: str = "blog", resolution: int = 128, width: float =
     """A discriminator ``images (B, resolution, resolution, 3) -> logits (B, 1)`` (unscaled scores).
 
     Arguments as in :func:`make_generator`. A discriminator's feature maps run from ``resolution // 2`` down to
-    4, so with ``resolution=32`` an explicit ``attention_res=32`` is an error and ``"auto"`` picks 16.
+    4, so with ``resolution=32`` an explicit ``attention_res=32`` is an error and ``"auto"`` picks 16. The
+    DCGAN discriminator has BatchNorm only without spectral normalization (a BatchNorm layer would break the
+    Lipschitz bound SN gives; SN-GAN and SAGAN have no BatchNorm in D).
     """
     resolution, width, attention_res, variant, sn = _check_args(
         "discriminator", arch, resolution, width, attention_res, attention_variant, spectral_norm)

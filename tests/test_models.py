@@ -108,6 +108,36 @@ def test_spectral_norm_can_be_switched():
     assert not isinstance(attn.f, SpectralNormalization)
 
 
+def _kernel_layers(model):
+    return [l for l in _all_layers(model)
+            if isinstance(l, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense))]
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_spectrally_normalised_dcgan_discriminator_has_no_batchnorm(resolution):
+    """SN-GAN's and SAGAN's D: every conv/dense wrapped in SN and no BatchNorm, whose division by the batch std
+    would void the Lipschitz bound. The conv biases come back (BN's beta no longer replaces them). Without SN the
+    DCGAN D keeps Radford et al.'s BatchNorm; the SN generator keeps its BatchNorm too."""
+    D = make_discriminator("dcgan", resolution, width=0.25, spectral_norm=True)
+    layers = _all_layers(D)
+    assert not [l.name for l in layers if isinstance(l, keras.layers.BatchNormalization)]
+    wrapped = {id(w.layer) for w in _sn_layers(D)}
+    kernels = _kernel_layers(D)
+    assert kernels and all(id(l) in wrapped for l in kernels)
+    assert all(l.use_bias for l in kernels)
+    sizes = [s for s in (32, 16, 8, 4) if s <= resolution // 2]
+    chans = [{32: 16, 16: 32, 8: 64, 4: 128}[s] for s in sizes]  # the blog table x 1/4
+    expected = sum(_conv(4, cin, cout) for cin, cout in zip([3] + chans, chans)) + _dense(16 * chans[-1], 1)
+    assert count_params(D) == expected
+    # Without SN: BatchNorm on every block but the first, as before.
+    plain = make_discriminator("dcgan", resolution, width=0.25)
+    assert [l.name for l in plain.layers if isinstance(l, keras.layers.BatchNormalization)] == \
+        [f"down{s}_bn" for s in sizes[1:]]
+    G = make_generator("dcgan", resolution, z_dim=Z_DIM, width=0.25, spectral_norm=True)
+    assert any(isinstance(l, keras.layers.BatchNormalization) for l in G.layers)
+    assert all(id(l) in {id(w.layer) for w in _sn_layers(G)} for l in _kernel_layers(G))
+
+
 @pytest.mark.parametrize("arch", ["blog", "paper"])
 def test_training_flag_reaches_every_u(arch):
     """training=True advances u in every SN layer (attention's included: the blog code's never moved);
