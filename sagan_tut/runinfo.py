@@ -14,30 +14,18 @@ import tempfile
 from pathlib import Path
 
 
-def vector_width(simd_flags) -> str:
-    """The widest float32 vector instructions a CPU has, from its ``/proc/cpuinfo`` flags: ``"AVX-512"`` (16
-    lanes), ``"AVX2"`` or ``"AVX"`` (8 lanes), else ``"SSE"`` (4). TensorFlow's kernels run up to 2x faster per
-    core with AVX-512 than with AVX2, so two machines with the same core count can differ that much."""
-    flags = set(simd_flags)
-    if "avx512f" in flags:
-        return "AVX-512"
-    if "avx2" in flags:
-        return "AVX2"
-    if "avx" in flags:
-        return "AVX"
-    return "SSE"
-
-
 def machine_info() -> dict:
-    """CPU model, vector width and cores, memory, library versions: what the timings depend on (imports
+    """CPU model, vector width, oneDNN and cores, memory, library versions: what the timings depend on (imports
     TensorFlow). The keys ``cpu_model``, ``cpu_cores``, ``simd`` and ``tensorflow`` are those of the committed
-    results; the machine facts come from :func:`sagan_tut.perf.system_info`."""
-    from .perf import system_info
+    results; the machine facts come from :func:`sagan_tut.machine.system_info`. The vector width matters:
+    TensorFlow's kernels run up to 2x faster per core with AVX-512 than with AVX2, so two machines with the same
+    core count (and even the same "AMD EPYC" model name) can differ that much."""
+    from .machine import system_info
 
     facts = system_info()
     return dict(
-        cpu_model=facts["cpu"], cpu_cores=os.cpu_count(), usable_cores=facts["cores"],
-        simd=facts["simd_flags"], vector_width=vector_width(facts["simd_flags"]),
+        cpu_model=facts["cpu"], cpu_label=facts["cpu_label"], cpu_cores=os.cpu_count(), usable_cores=facts["cores"],
+        simd=facts["simd_flags"], vector_width=facts["isa"], onednn=facts["onednn"],
         cpu_peak_gflops_estimate=facts["cpu_peak_gflops_estimate"], gpus=facts["gpus"],
         python=facts["python"], platform=facts["os"], tensorflow=facts["tensorflow"], keras=facts["keras"],
         numpy=facts["numpy"], memory_gb=None if facts["memory_gib"] is None else round(facts["memory_gib"], 1),
