@@ -315,18 +315,17 @@ def main(argv=None):
     result["ratio"] = ratio(result.get("ours"), result.get("peer"))
     result["total_s"] = time.perf_counter() - t0
 
+    for side in ("ours", "peer"):
+        if side in result and "error" in result[side]:
+            print(f"{side}: {'skipped' if result[side].get('skipped') else 'FAILED'}: {result[side]['error']}",
+                  file=sys.stderr)
+    if not any(side in result and "error" not in result[side] for side in ("ours", "peer")):
+        sys.exit("nothing was measured: no results written")  # keep the last good results files
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     text = markdown(result)
     (args.out / f"{args.stem}.md").write_text(text)
     print("\n" + text + f"\nwritten: {args.out / args.stem}.md/.json; total {result['total_s']:.0f} s")
-    ran = [side for side in ("ours", "peer") if side in result and "error" not in result[side]]
-    for side in ("ours", "peer"):
-        if side in result and "error" in result[side]:
-            print(f"{side}: {'skipped' if result[side].get('skipped') else 'FAILED'}: {result[side]['error']}",
-                  file=sys.stderr)
-    if not ran:
-        sys.exit(1)
     return result
 
 
