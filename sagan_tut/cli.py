@@ -233,7 +233,7 @@ def _print_skips(report) -> None:
 
 # Lines TensorFlow's C++ code writes to stderr while it is imported, before it has read TF_CPP_MIN_LOG_LEVEL
 # (absl's "I0000 00:00:... port.cc:153] oneDNN custom operations are on", "Could not find cuda drivers", ...; also
-# the older "2025-01-01 12:00:00.000000: I tensorflow/..." format). The level letter is the second group.
+# the older "2025-01-01 12:00:00.000000: I tensorflow/..." format). Group 1 or 2 is the level: I, W, E or F.
 _TF_LOG_LINE = re.compile(r"^(?:([IWEF])\d{4} [\d:.]+\s+\d+ \S+:\d+\]|\d{4}-\d\d-\d\d [\d:.]+: ([IWEF]) \S+:\d+\])")
 _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 
@@ -285,6 +285,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    # No data check before TensorFlow here, unlike train: the reference statistics may come from the cache, and
+    # then no image is read.
     _import_tensorflow()
     from .metrics import evaluate_run, format_result
 
