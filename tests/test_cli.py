@@ -3,6 +3,7 @@ evaluate end to end on the quick preset."""
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,9 @@ from sagan_tut import cli
 from sagan_tut.config import get_config
 
 ROOT = Path(__file__).resolve().parents[1]
+# A line of TensorFlow's C++ log, as absl writes it ("I0000 00:00:1796145269.749244    7168 port.cc:153] ...") or as
+# TensorFlow < 2.16 did ("2024-01-01 12:00:00.000000: I tensorflow/core/...cc:42] ...").
+TF_LOG_LINE = re.compile(r"^([IWEF]\d{4} \S+\s+\d+ |\d{4}-\d\d-\d\d \S+: [IWEF] )\S+:\d+\]")
 # The quick preset, shrunk so the end-to-end run takes seconds: 4 steps, a grid and a checkpoint every 2, the EMA
 # averaging from step 1.
 TINY = ["--set", "width=0.125", "--set", "batch_size=8", "--set", "log_every=2", "--set", "sample_every=2",
@@ -102,7 +106,7 @@ def test_train_prints_no_tensorflow_log_lines(trained):
     out, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
     noise = [line for line in proc.stderr.splitlines()
-             if cli._TF_LOG_LINE.match(line) or "absl::InitializeLog" in line]
+             if TF_LOG_LINE.match(line) or "absl::InitializeLog" in line]
     assert not noise, noise
 
 
@@ -177,9 +181,9 @@ def test_a_trainers_generator_keras_loads_in_a_fresh_process(trained):
     out, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
     code = f"""import sagan_tut, keras, numpy as np
-from sagan_tut.train import load_generator
 z = np.random.default_rng(0).standard_normal((2, 128)).astype("float32")
 a = keras.models.load_model(r"{out / 'generator.keras'}")(z, training=False)
+from sagan_tut.train import load_generator  # only now: it imports the layer modules itself
 b = load_generator(r"{out}")(z, training=False)
 print(bool(np.array_equal(np.asarray(a), np.asarray(b))))
 """
@@ -379,7 +383,7 @@ print(code, os.environ["TF_CPP_MIN_LOG_LEVEL"], "tensorflow" in sys.modules)
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.stdout.split()[-3:] == ["1", expected, "True"]  # TensorFlow started, then the run was missing
-    log_lines = [line for line in proc.stderr.splitlines() if cli._TF_LOG_LINE.match(line)]
+    log_lines = [line for line in proc.stderr.splitlines() if TF_LOG_LINE.match(line)]
     assert "error:" in proc.stderr and "config.json" in proc.stderr
     if user_level is None:
         assert not log_lines and "absl::InitializeLog" not in proc.stderr, proc.stderr
