@@ -11,9 +11,12 @@ One module per concept, named as in the papers:
 * :mod:`sagan_tut.metrics`, :mod:`sagan_tut.viz` -- FID, KID, IS; sample grids and attention maps
 
 The names below are imported lazily, so ``import sagan_tut`` (and ``sagan-tut --help``) does not start
-TensorFlow until a model, layer or trainer is actually used.
+TensorFlow until a model, layer or trainer is actually used. The package's Keras layers are still registered for
+``keras.models.load_model`` as soon as Keras is there (see ``_RegisterWithKeras`` below).
 """
 import importlib
+import importlib.abc
+import sys
 
 from . import perf as _perf
 
@@ -41,6 +44,71 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
+
+# -- registering the Keras layers -----------------------------------------------------------------------------------
+# Every module with a @keras.saving.register_keras_serializable class (tests/test_registration.py checks the list).
+# A saved .keras file names its layers 'sagan_tut>SpectralNormalization' etc.; keras.models.load_model finds them
+# only if these modules ran, and importing them imports Keras, hence TensorFlow (~5 s). So we import them the
+# moment Keras itself is imported: at once if it already is, else right after its import finishes, via an import
+# hook. That keeps `import sagan_tut` and `sagan-tut --help` free of TensorFlow, and needs no decorator run in
+# user code. The alternatives fail a user: importing the layers eagerly starts TensorFlow for --help, and
+# registering them from each lazy export misses `import sagan_tut; import keras; keras.models.load_model(...)`.
+_LAYER_MODULES = ("spectral_norm", "attention", "models")
+
+
+def _register_layers():
+    for name in _LAYER_MODULES:
+        importlib.import_module(f".{name}", __name__)
+
+
+class _RegisterWithKeras(importlib.abc.MetaPathFinder):
+    """A one-shot import hook: imports the layer modules once ``keras`` and any sagan_tut module importing it are done.
+
+    It finds nothing itself; it lets the other finders locate ``keras`` and ``sagan_tut.*`` and wraps their loaders
+    so that code runs after the module executed. The wait for sagan_tut modules matters: when ``sagan_tut.attention``
+    is the first to import Keras, it is only half-initialised when Keras finishes, and importing the layer modules
+    then would import ``attention`` from inside itself. So the layers are imported when no sagan_tut module is
+    executing any more (``depth`` counts the ones in progress).
+    """
+
+    def __init__(self):
+        self.depth = 0
+        self.keras_done = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras" and not fullname.startswith(__name__ + "."):
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader.exec_module = self._wrap(spec.loader.exec_module, fullname == "keras")
+        return spec
+
+    def _wrap(self, exec_module, is_keras):
+        def exec_then_register(module):
+            nested = 0 if is_keras else 1  # Keras itself does not count: it is what we wait for
+            self.depth += nested
+            try:
+                exec_module(module)
+            finally:
+                self.depth -= nested
+            self.keras_done = self.keras_done or is_keras
+            if self.keras_done and self.depth == 0 and self in sys.meta_path:
+                sys.meta_path.remove(self)
+                _register_layers()
+        return exec_then_register
+
+
+if "keras" in sys.modules:
+    _register_layers()
+elif not any(isinstance(f, _RegisterWithKeras) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWithKeras())
 
 
 def __getattr__(name):

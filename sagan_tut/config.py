@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 ARCHS = ("blog", "paper", "dcgan")
 RESOLUTIONS = (32, 64, 128)
-ATTENTION_VARIANTS = (None, "paper", "biggan")
+ATTENTION_VARIANTS = (None, "paper", "icml", "biggan")  # sagan_tut.attention.VARIANTS; None = the arch's own
 LOSS_NAMES = ("hinge", "nonsaturating", "minimax", "wasserstein")
 DATASETS = ("faces", "celeba")
 DATA_SOURCES = ("auto", "tfds", "folder", "zip", "kaggle")  # sagan_tut.celeba.SOURCES (the faces ignore it)
@@ -44,7 +44,9 @@ class TrainConfig:
     resolution: int = 128
     z_dim: int = 128
     width: float = 1.0  # channel multiplier: 0.25 = a quarter of the channels everywhere
-    attention_res: typing.Optional[int] = 32  # feature-map size that gets self-attention; None = no attention
+    # Feature-map size that gets self-attention: "auto" = the architecture's own placement (sagan_tut.models: 32x32
+    # for SAGAN, capped at each network's largest map; none for DCGAN), None = no attention, or a size.
+    attention_res: typing.Union[int, str, None] = "auto"
     attention_variant: typing.Optional[str] = None  # None = the architecture's own choice
     spectral_norm: typing.Optional[bool] = None  # None = the architecture's own choice (SAGAN: SN in G and D)
     # -- objective and optimiser ---------------------------------------------------------------------------------
@@ -201,14 +203,16 @@ def validate(cfg: TrainConfig) -> None:
     _choices("resolution", cfg.resolution, RESOLUTIONS)
     _int("z_dim", cfg.z_dim, 1)
     _float("width", cfg.width, 0.0, 16.0, low_open=True, high_open=False)
-    if cfg.attention_res is not None:
-        # G and D both attend at this size; D's feature maps run from resolution/2 (after its first
-        # stride-2 block) down to 4, so that is the range both networks have.
+    if cfg.attention_res is not None and cfg.attention_res != "auto":
+        # An explicit size: G and D both attend at it; D's feature maps run from resolution/2 (after its first
+        # stride-2 block) down to 4, so that is the range both networks have. ("auto" is resolved per network
+        # by sagan_tut.models, which never picks a size the network lacks.)
         allowed = [r for r in (4, 8, 16, 32, 64) if r <= cfg.resolution // 2]
         if isinstance(cfg.attention_res, bool) or cfg.attention_res not in allowed:
             raise ConfigError(
-                f"attention_res must be None (no attention) or a feature-map size in {allowed} "
-                f"(at most resolution/2 = {cfg.resolution // 2}); got {cfg.attention_res!r}."
+                f"attention_res must be 'auto' (the architecture's placement), None (no attention) or a "
+                f"feature-map size in {allowed} (at most resolution/2 = {cfg.resolution // 2}); "
+                f"got {cfg.attention_res!r}."
             )
     _choices("attention_variant", cfg.attention_variant, ATTENTION_VARIANTS)
     if cfg.spectral_norm is not None:
@@ -259,6 +263,8 @@ def parse_value(name: str, text: str):
     low = text.strip().lower()
     if optional and low in _NONE:
         return None
+    if name == "attention_res" and low == "auto":
+        return "auto"
     if base is bool:
         if low in _TRUE or low in _FALSE:
             return low in _TRUE
@@ -270,6 +276,8 @@ def parse_value(name: str, text: str):
         return base(text) if base in (int, float) else text
     except ValueError:
         kind = "an integer" if base is int else "a number"
+        if name == "attention_res":
+            kind = "auto, none or a feature-map size (an integer)"
         raise ConfigError(f"{name} must be {kind}; got {text!r}.") from None
 
 
@@ -284,6 +292,21 @@ def parse_overrides(items) -> dict:
     return out
 
 
+def parse_fields(items, option: str = "--allow-change") -> tuple[str, ...]:
+    """``["lr_g,lr_d", "beta2"]`` -> ``("lr_g", "lr_d", "beta2")``: config field names, comma-separated or
+    repeated, each checked (a misspelt name raises :class:`ConfigError` with the closest field)."""
+    names = []
+    for item in items or ():
+        for name in (n.strip() for n in str(item).split(",")):
+            if not name:
+                continue
+            if name not in FIELDS:
+                raise ConfigError(f"{option}: " + _unknown_message(name))
+            if name not in names:
+                names.append(name)
+    return tuple(names)
+
+
 # Fields a resumed run may change: how long to train, how often to log and save, where the data lives, and how
 # the step is compiled. Everything else defines the model, the objective or the data stream, so changing it would
 # not continue the same run.
@@ -293,13 +316,28 @@ RESUMABLE_CHANGES = (
 )
 
 
-def incompatible_fields(saved: TrainConfig, new: TrainConfig) -> list[str]:
-    """Fields that differ between a run's saved config and a new one and may not change on resume."""
-    return [name for name in FIELDS
-            if name not in RESUMABLE_CHANGES and getattr(saved, name) != getattr(new, name)]
+# Fields a run may change on resume only when asked explicitly (``Trainer(..., allow_changes=...)``, ``sagan-tut
+# train --allow-change lr_g,lr_d``): the optimiser's settings. They are the way out of a diverged run, continued
+# from its last good checkpoint with lower learning rates, but a changed value makes the run a different
+# experiment from that step on, so the trainer records the change in config.json and the log.
+OPTIMISATION_FIELDS = ("lr_g", "lr_d", "beta1", "beta2")
+
+
+def incompatible_fields(saved: TrainConfig, new: TrainConfig, allow=()) -> list[str]:
+    """Fields that differ between a run's saved config and a new one and may not change on resume.
+
+    ``allow`` names further fields that may differ (e.g. :data:`OPTIMISATION_FIELDS`); unknown names raise
+    :class:`ConfigError`, so a typo cannot silently allow nothing.
+    """
+    allow = (allow,) if isinstance(allow, str) else tuple(allow)
+    for name in allow:
+        if name not in FIELDS:
+            raise ConfigError(_unknown_message(name))
+    return [name for name in FIELDS if name not in RESUMABLE_CHANGES and name not in allow
+            and getattr(saved, name) != getattr(new, name)]
 
 
 __all__ = [
-    "TrainConfig", "PRESETS", "ConfigError", "get_config", "parse_value", "parse_overrides",
-    "incompatible_fields", "RESUMABLE_CHANGES", "FIELDS",
+    "TrainConfig", "PRESETS", "ConfigError", "get_config", "parse_value", "parse_overrides", "parse_fields",
+    "incompatible_fields", "RESUMABLE_CHANGES", "OPTIMISATION_FIELDS", "FIELDS",
 ]

@@ -30,3 +30,13 @@ def test_unknown_attribute_is_an_attribute_error():
         assert "NoSuchThing" in str(err)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_the_command_line_modules_start_no_keras_and_the_hook_waits():
+    # The layers register when Keras arrives (tests/test_registration.py); until then one import hook waits, and the
+    # modules `sagan-tut --help` needs import neither Keras nor TensorFlow.
+    code = ("import sys, sagan_tut.cli, sagan_tut.config; import sagan_tut; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules, "
+            "sum(type(f).__name__ == '_RegisterWithKeras' for f in sys.meta_path))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "1"]
