@@ -114,6 +114,13 @@ def make_trainer(spec: dict, out_dir: str):
     return Trainer(config, out_dir, dataset=dataset, resume=False, verbose=False)
 
 
+def _attention_size(model):
+    """The feature-map side G attends at (the config may say "auto"), or None."""
+    from sagan_tut.attention import SelfAttention
+
+    return next((int(layer.input.shape[1]) for layer in model.layers if isinstance(layer, SelfAttention)), None)
+
+
 def step_graph_ops(trainer) -> dict:
     """Op types in the traced step (the outer function and the functions it calls), counted."""
     import collections
@@ -182,7 +189,7 @@ def measure(spec: dict, iters: int, warmup: int) -> dict:
         return {
             **{k: spec.get(k) for k in ("name", "preset", "mode")},
             "data": spec.get("data", "const"), "alloc": spec.get("alloc", "inherit"),
-            "arch": c.arch, "resolution": c.resolution, "width": c.width, "attention_res": c.attention_res,
+            "arch": c.arch, "resolution": c.resolution, "width": c.width, "attention_res": _attention_size(trainer.G),
             "attention_variant": c.attention_variant or ("biggan" if c.arch == "paper" else "paper"),
             "batch": c.batch_size, "n_dis": c.n_dis, "ema": c.ema, "mixed_precision": c.mixed_precision,
             "jit_compile": trainer.jit_compile, "jit_reason": trainer.jit_compile_reason,

@@ -118,6 +118,8 @@ def reference_stats(dataset_name: str, resolution: int, extractor="offline", n: 
     stats = compute_stats(images, extractor, n=n, batch_size=batch_size, keep=keep, meta=meta, progress=progress,
                           desc=f"real images ({dataset_name} {resolution}px)")
     stats.save(path)
+    # Files the pipeline skipped (CelebA), for the command line's summary; None for cached statistics.
+    stats.skip_report = getattr(images, "skip_report", None)
     return stats
 
 
@@ -246,6 +248,7 @@ def evaluate_run(run_dir, data: str | None = None, n: int = 50_000, extractor="o
     out = Path(out_json) if out_json is not None else run_dir / f"eval_{extractor.name}_n{n}.json"
     _write_json_atomic(result, out)
     result["json"] = str(out)
+    result["skip_report"] = getattr(real, "skip_report", None)  # not in the JSON: the CLI prints its summary
     return result
 
 

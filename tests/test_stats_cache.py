@@ -137,3 +137,11 @@ def test_images_given_as_arrays_are_keyed_by_their_content(tmp_path):
 def test_missing_celeba_is_reported_before_any_image_is_read(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         reference_stats("celeba", 32, CountingExtractor(), n=N, cache_dir=tmp_path, root=tmp_path / "nope")
+
+
+def test_computed_statistics_carry_the_skip_report_for_the_command_line(tmp_path):
+    write_fake_celeba(tmp_path / "a", n=N + 1)
+    (tmp_path / "a" / "img_align_celeba" / "000001.jpg").write_bytes(b"\xff\xd8\xff broken")  # a truncated JPEG
+    stats = _stats(tmp_path, CountingExtractor(), tmp_path / "a")
+    assert stats.skip_report is not None and "000001.jpg" in stats.skip_report.summary()
+    assert getattr(_stats(tmp_path, CountingExtractor(), tmp_path / "a"), "skip_report", None) is None  # cached
