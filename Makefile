@@ -6,13 +6,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EXECUTED := _build/executed
+STAGE := _build/stage
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 # TensorFlow's BFC allocator on the CPU: 7-11% faster training here (book/performance.md). `import sagan_tut` sets
 # it too, but the chapters import TensorFlow first.
 export TF_CPU_ALLOCATOR_USE_BFC ?= true
 
-.PHONY: install book test unit nbval browser chromium notebooks train-quick bench intro-figure clean
+.PHONY: install book book-from-nbval test unit nbval browser chromium notebooks train-quick bench intro-figure clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else "need Python 3.10-3.12, found %d.%d: set PYTHON=python3.11" % v)'
@@ -29,17 +31,32 @@ book: $(STAMP)
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 # Every test: unit tests, the notebooks against their committed outputs, the strict book build, a real browser.
+# Each notebook is executed once: nbval runs it and compares the marked cells, tests/nbval_save.py keeps every
+# cell's outputs from that run, and book-from-nbval builds the book (just as strictly) from those executed copies
+# instead of executing every chapter a second time. That plugin was chosen over jupyter-book's
+# `execute_notebooks: cache`, which would execute once too, but nbval can't read jupyter-cache's results, so the
+# comparison with the committed outputs would need a re-implementation of nbval. A notebook whose run failed has no
+# executed copy, and one edited since nbval ran is refused, so stale outputs can't be built.
 test: $(STAMP) chromium
 	$(BIN)/pytest tests -m "not browser"
 	$(MAKE) --no-print-directory nbval
-	$(MAKE) --no-print-directory book
+	$(MAKE) --no-print-directory book-from-nbval
 	SAGAN_TUT_REQUIRE_BOOK=1 $(BIN)/pytest tests -m browser
 
 unit: $(STAMP)
 	$(BIN)/pytest tests -m "not browser"
 
+# Also saves each chapter it executed, outputs included, to $(EXECUTED) (only chapters whose cells all passed).
 nbval: $(STAMP)
-	SAGAN_TUT_PROFILE=quick $(BIN)/pytest --nbval-lax -p no:randomly notebooks/ --ignore-glob='notebooks/_*'
+	SAGAN_TUT_PROFILE=quick $(BIN)/python -m pytest -p tests.nbval_save --nbval-save=$(EXECUTED) \
+	  --nbval-lax -p no:randomly notebooks/ --ignore-glob='notebooks/_*'
+
+# The book, strict as `make book`, from the chapters `make nbval` just executed: a copy of the sources in
+# $(STAGE) with those notebooks and execution off, built into _build/html (--all: every page read afresh).
+book-from-nbval: $(STAMP)
+	$(BIN)/python -m tests.nbval_save stage --executed $(EXECUTED) --out $(STAGE)
+	$(BIN)/jupyter-book build $(STAGE) --path-output . --all -W -n --keep-going
+	@echo "book: $(CURDIR)/_build/html/index.html"
 
 browser: $(STAMP) chromium
 	SAGAN_TUT_REQUIRE_BOOK=1 $(BIN)/pytest tests -m browser

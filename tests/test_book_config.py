@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import urllib.parse
 from pathlib import Path
 
@@ -121,6 +123,48 @@ def test_notebooks_are_executed_at_build_time_without_stderr():
     assert execute.get("allow_errors", False) is False
     assert execute["timeout"] >= 600, "a quick-profile training cell can take minutes on a 2-core CPU"
 
+
+
+def make_dry_run(target: str) -> list[str]:
+    """The commands `make <target>` would run (make -n also lists the sub-makes' commands), one per line."""
+    make = shutil.which("make") or pytest.skip("make is not installed")
+    out = subprocess.run([make, "-n", "--no-print-directory", target, "VENV=/nonexistent-venv"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    return out.replace("\\\n", " ").splitlines()
+
+
+def test_make_test_executes_each_notebook_once_and_builds_the_book_strictly_from_that_run():
+    commands = make_dry_run("test")
+    index = {}
+    for i, line in enumerate(commands):
+        if re.search(r"pytest tests -m .not browser", line):
+            index["unit"] = i
+        if "--nbval-lax" in line and re.search(r"-p tests\.nbval_save --nbval-save=_build/executed\b", line):
+            index["nbval"] = i
+        if "-m tests.nbval_save stage --executed _build/executed --out _build/stage" in line:
+            index["stage"] = i
+        if re.search(r"jupyter-book build _build/stage --path-output \. .*-W -n --keep-going", line):
+            index["build"] = i
+        if re.search(r"SAGAN_TUT_REQUIRE_BOOK=1 .*pytest tests -m browser", line):
+            index["browser"] = i
+    assert list(index) == ["unit", "nbval", "stage", "build", "browser"], (
+        "make test must run the unit tests, nbval saving its executed notebooks, the staged strict build from them, "
+        f"then the browser tests, in that order; found {index} in:\n" + "\n".join(commands))
+    assert not [c for c in commands if re.search(r"jupyter-book build \.( |$)", c)], (
+        "make test must not execute the notebooks a second time in an executing book build")
+
+
+def test_make_book_still_executes_every_chapter_strictly():
+    assert "SAGAN_TUT_PROFILE=quick /nonexistent-venv/bin/jupyter-book build . -W -n --keep-going" in make_dry_run(
+        "book")
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Two commands"):]
+    assert re.search(r"^make test\b", section, re.M), "the README's Two commands section must show `make test`"
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1].strip() == "make test", f".ci/run must end with exactly `make test`, not {ci[-1]!r}"
 
 def test_math_exercises_and_bibliography_are_enabled():
     extensions = CONFIG["parse"]["myst_enable_extensions"]

@@ -1,0 +1,293 @@
+"""Keep what nbval executed, so `make test` builds the book without executing every chapter a second time.
+
+nbval (``pytest --nbval-lax``) runs each notebook's cells in a kernel and compares the cells marked
+``# NBVAL_CHECK_OUTPUT`` with the committed outputs, then throws the run away; the strict book build used to execute
+every chapter again. Loaded as a pytest plugin,
+
+    python -m pytest -p tests.nbval_save --nbval-save=_build/executed --nbval-lax notebooks/
+
+it also writes every notebook whose code cells all ran and passed to ``_build/executed/<its path>``: the committed
+notebook with each code cell's outputs replaced by what the kernel just sent, message by message as nbclient (the
+executor behind jupyter-book) stores them -- stdout, stderr, display_data with its metadata (glue), results, errors,
+``clear_output`` and display updates applied -- and execution counts 1, 2, ... . nbval's own comparison is untouched.
+A notebook with a failed, skipped or deselected cell is not written, and its copy from an earlier run is deleted at
+collection, so stale outputs can never be staged. Each copy records the SHA-256 of the source it was executed from.
+
+    python -m tests.nbval_save stage --executed _build/executed --out _build/stage
+
+copies the book's sources to ``--out``, puts the executed copy in place of every notebook in ``_toc.yml`` (failing,
+with the reason, when one is missing or was executed from another version of the source) and turns execution off
+in the staged ``_config.yml``; ``jupyter-book build _build/stage --path-output .`` then builds it into _build/html.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+META_KEY = "sagan_tut_nbval"  # notebook metadata: {"source_sha256": ...} of the notebook nbval executed
+STAGE_MARKER = ".nbval_stage"  # `stage` only ever deletes a folder it made itself
+OUTPUT_MESSAGES = ("stream", "display_data", "execute_result", "error")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- the pytest plugin
+
+def pytest_addoption(parser):
+    parser.getgroup("nbval").addoption(
+        "--nbval-save", metavar="DIR", default=None,
+        help="write each notebook whose cells all passed, with the outputs nbval just produced, to DIR/<its path>")
+
+
+def pytest_configure(config):
+    if config.getoption("nbval_save"):
+        config.pluginmanager.register(NotebookSaver(Path(config.getoption("nbval_save")), config.rootpath),
+                                      "nbval_save_writer")
+
+
+class NotebookRun:
+    """One notebook in this session: the notebook nbval read, and what happened to each of its code cells."""
+
+    def __init__(self, nb_file, root: Path):
+        self.nb = nb_file.nb
+        self.path = Path(nb_file.path)
+        try:
+            self.rel = self.path.resolve().relative_to(root.resolve())
+        except ValueError:
+            self.rel = Path(self.path.name)
+        self.source_sha256 = sha256(self.path)
+        self.n_cells = sum(cell.cell_type == "code" for cell in self.nb.cells)
+        self.messages: dict[int, list[dict]] = {}  # cell number -> the kernel's messages for its execution
+        self.passed: set[int] = set()
+        self.problems: dict[int, str] = {}  # cell number -> "failed" / "skipped" / ...
+
+    def why_not_saved(self) -> str | None:
+        if self.problems:
+            return ", ".join(f"cell {n} {what}" for n, what in sorted(self.problems.items()))
+        missing = sorted(set(range(self.n_cells)) - self.passed)
+        return f"cells {missing} did not run" if missing else None
+
+    def executed_notebook(self):
+        for n in self.passed:
+            if n not in self.messages:  # a passed cell always ran; nbval's kernel API must have changed
+                raise RuntimeError(f"nbval_save: recorded no kernel messages for {self.rel} cell {n}; "
+                                   "nbval's RunningKernel no longer has execute_cell_input/get_message?")
+        nb = copy.deepcopy(self.nb)
+        code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+        for count, (cell, outputs) in enumerate(zip(code_cells, cell_outputs(
+                [self.messages[n] for n in range(self.n_cells)])), start=1):
+            cell.outputs = outputs
+            cell.execution_count = count
+            for out in outputs:
+                if out.output_type == "execute_result":
+                    out.execution_count = count
+        nb.metadata[META_KEY] = {"source_sha256": self.source_sha256}
+        return nb
+
+
+def cell_outputs(messages_per_cell: list[list[dict]]) -> list[list]:
+    """The outputs of each cell from the kernel's iopub messages, as nbclient builds them (display ids span cells)."""
+    shown: dict[str, list] = {}  # display_id -> the outputs showing it
+    cells = []
+    for messages in messages_per_cell:
+        outputs, clear_before_next = [], False
+        for msg in messages:
+            kind, content = msg["header"]["msg_type"], msg["content"]
+            display_id = (content.get("transient") or {}).get("display_id")
+            if kind == "clear_output":
+                if content.get("wait"):
+                    clear_before_next = True
+                else:
+                    outputs.clear()
+                continue
+            if display_id and kind in ("display_data", "execute_result", "update_display_data"):
+                for out in shown.get(display_id, []):  # a display shown again or updated changes everywhere
+                    out.data, out.metadata = content["data"], content["metadata"]
+            if kind not in OUTPUT_MESSAGES:
+                continue
+            out = nbformat.v4.output_from_msg(msg)
+            if clear_before_next:
+                outputs.clear()
+                clear_before_next = False
+            if display_id:
+                shown.setdefault(display_id, []).append(out)
+            outputs.append(out)
+        cells.append(outputs)
+    return cells
+
+
+class NotebookSaver:
+    def __init__(self, out_dir: Path, root: Path):
+        self.out_dir, self.root = out_dir, root
+        self.runs: dict[object, NotebookRun] = {}  # nbval's IPyNbFile -> its run
+        self.written: list[Path] = []
+
+    @staticmethod
+    def _is_cell(item) -> bool:
+        from nbval.plugin import IPyNbCell
+        return isinstance(item, IPyNbCell)
+
+    def pytest_collection_finish(self, session):
+        for item in session.items:
+            if self._is_cell(item) and item.parent not in self.runs:
+                run = self.runs[item.parent] = NotebookRun(item.parent, self.root)
+                (self.out_dir / run.rel).unlink(missing_ok=True)  # an earlier run's copy is stale from now on
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):
+        run = self.runs.get(item.parent) if self._is_cell(item) else None
+        if run is None:
+            return (yield)
+        # nbval reads the kernel's messages through these two methods; shadow them on the instance to see them all.
+        kernel, seen = item.parent.kernel, {"msg_id": None, "messages": []}
+        execute, get_message = kernel.execute_cell_input, kernel.get_message
+
+        def execute_cell_input(*args, **kwargs):
+            seen["msg_id"] = execute(*args, **kwargs)
+            return seen["msg_id"]
+
+        def get_message_recorded(*args, **kwargs):
+            msg = get_message(*args, **kwargs)
+            seen["messages"].append(msg)
+            return msg
+
+        kernel.execute_cell_input, kernel.get_message = execute_cell_input, get_message_recorded
+        try:
+            return (yield)
+        finally:
+            del kernel.execute_cell_input, kernel.get_message
+            if seen["msg_id"] is not None:
+                run.messages[item.cell_num] = [m for m in seen["messages"]
+                                               if m.get("parent_header", {}).get("msg_id") == seen["msg_id"]]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        run = self.runs.get(item.parent) if self._is_cell(item) else None
+        if run is not None:
+            if not report.passed or hasattr(report, "wasxfail"):
+                run.problems[item.cell_num] = ("xfailed" if hasattr(report, "wasxfail") else report.outcome) + (
+                    "" if report.when == "call" else f" in {report.when}")
+            elif report.when == "call":
+                run.passed.add(item.cell_num)
+        return report
+
+    def pytest_sessionfinish(self, session):
+        for run in self.runs.values():
+            if run.why_not_saved() is None:
+                target = self.out_dir / run.rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(target.name + ".partial")
+                nbformat.write(run.executed_notebook(), str(partial))
+                os.replace(partial, target)
+                self.written.append(target)
+
+    def pytest_terminal_summary(self, terminalreporter):
+        lines = [f"nbval-save: wrote {len(self.written)} executed notebook(s) to {self.out_dir}"]
+        lines += [f"  not written: {run.rel} ({run.why_not_saved()})" for run in self.runs.values()
+                  if run.why_not_saved() is not None]
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+# ------------------------------------------------------------------------------------------- the stage command
+
+def toc_notebooks(root: Path) -> list[Path]:
+    """Every notebook the book executes: the .ipynb files named in _toc.yml, relative to root."""
+    import yaml
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    notebooks = []
+    for name in files:
+        stem = re.sub(r"\.(md|ipynb)$", "", name)
+        if (root / f"{stem}.ipynb").exists():
+            notebooks.append(Path(f"{stem}.ipynb"))
+        elif re.search(r"^(kernelspec|jupytext):", (root / f"{stem}.md").read_text(), re.M):
+            raise SystemExit(f"stage: {stem}.md is a text notebook, which nbval does not execute; "
+                             "build the book with `make book` instead")
+    return notebooks
+
+
+def _ignore(root: Path, out: Path):
+    skip_top = {".git", "_build", "runs", "build", ".pytest_cache"}
+    if root in out.parents:  # never copy the staging folder into itself
+        skip_top.add(out.relative_to(root).parts[0])
+
+    def ignore(directory, names):
+        top = Path(directory).resolve() == root
+        return {n for n in names
+                if (top and n in skip_top) or n in ("__pycache__", ".ipynb_checkpoints") or n.endswith(".egg-info")
+                or (Path(directory, n, "pyvenv.cfg").exists())}  # any virtual environment, whatever its name
+    return ignore
+
+
+def stage(root: Path, executed: Path, out: Path) -> list[Path]:
+    root, out = root.resolve(), out.resolve()
+    if out == root or out in root.parents:
+        raise SystemExit(f"stage: --out {out} would contain the sources; use a new folder such as _build/stage")
+    notebooks = toc_notebooks(root)
+    problems = []
+    for rel in notebooks:
+        copy_path = executed / rel
+        if not copy_path.exists():
+            problems.append(f"{rel}: no executed copy in {executed} (nbval did not run it, or one of its cells "
+                            "failed, was skipped or deselected; see nbval's 'not written' lines)")
+        elif json.loads(copy_path.read_text()).get("metadata", {}).get(META_KEY, {}).get(
+                "source_sha256") != sha256(root / rel):
+            problems.append(f"{rel}: changed since nbval executed it; run `make nbval` again")
+    if problems:
+        raise SystemExit("stage: the book can't be built from nbval's run:\n  " + "\n  ".join(problems))
+    if out.exists():
+        if not (out / STAGE_MARKER).exists():
+            raise SystemExit(f"stage: {out} exists and was not made by this command; remove it or pick another --out")
+        shutil.rmtree(out)
+    shutil.copytree(root, out, ignore=_ignore(root, out), symlinks=True)
+    (out / STAGE_MARKER).touch()
+    for rel in notebooks:
+        shutil.copyfile(executed / rel, out / rel)
+    config = out / "_config.yml"
+    text, n = re.subn(r"^(\s*execute_notebooks:)\s*\S+.*$",
+                      r'\1 "off"  # staged by tests/nbval_save.py: the notebooks carry the outputs nbval produced',
+                      config.read_text(), flags=re.M)
+    if n != 1:
+        raise SystemExit(f"stage: expected one `execute_notebooks:` line in _config.yml, found {n}")
+    config.write_text(text)
+    return notebooks
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tests.nbval_save", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("stage", help="copy the book's sources with nbval's executed notebooks, execution off")
+    cmd.add_argument("--root", type=Path, default=Path("."), help="the book's source root (default: .)")
+    cmd.add_argument("--executed", type=Path, required=True, help="the --nbval-save folder")
+    cmd.add_argument("--out", type=Path, required=True, help="the staging folder (replaced)")
+    args = parser.parse_args(argv)
+    notebooks = stage(args.root, args.executed, args.out)
+    print(f"stage: {args.out} holds the book's sources with {len(notebooks)} notebook(s) executed by nbval")
+
+
+if __name__ == "__main__":
+    main()
