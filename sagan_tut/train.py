@@ -75,8 +75,9 @@ class Trainer(TrainingStep):
         allow_changes: config fields that may differ from the saved config on resume (some of
             ``rundir.ALLOWED_CHANGES``: lr_g, lr_d, beta1, beta2); the new values take effect from the restored
             step and are recorded in config.json, config_changes.jsonl and log.jsonl.
-        ema_bn: where the EMA generator's BatchNorm statistics come from: ``"standing"`` (recomputed from its own
-            activations, the default), ``"averaged"`` or ``"copy"`` (see sagan_tut.ema).
+        ema_bn: where the EMA generator's BatchNorm statistics come from: ``"averaged"`` (the buffers averaged
+            like the weights, the default: measured best), ``"standing"`` (recomputed from its own activations
+            before sampling and saving) or ``"copy"`` (G's; see sagan_tut.ema).
     """
 
     def __init__(self, config: TrainConfig, out_dir, *, dataset=None, strategy=None, resume: bool = True,
