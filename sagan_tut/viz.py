@@ -205,7 +205,8 @@ def plot_attention(images, beta, queries, index=0, hw=None, key_hw=None, alpha: 
 # Training logs
 # ----------------------------------------------------------------------------------------------------------------
 def read_log(run_dir_or_path, dedupe: bool = True) -> list[dict]:
-    """Records of a run's ``log.jsonl`` (one JSON dict per logging step), sorted by step.
+    """Records of a run's ``log.jsonl`` (one JSON dict per logging step), sorted by step; event records such as a
+    resume's ``config_change`` are left out (read the file, or the run's ``config_changes.jsonl``, for those).
 
     With ``dedupe``, a step logged twice (a run resumed from an earlier checkpoint repeats steps) keeps its last
     record. A truncated last line (the run was killed mid-write) is skipped; any other bad line is an error.
@@ -226,6 +227,9 @@ def read_log(run_dir_or_path, dedupe: bool = True) -> list[dict]:
             if k == len(lines) - 1:
                 break
             raise ValueError(f"{path}, line {k + 1} is not JSON: {err}") from err
+    # Event records (e.g. {"event": "config_change", "at_step": ...} after a resume with --allow-change) have no
+    # "step": they are not metrics of a step, so they are left out of the per-step records.
+    records = [r for r in records if "step" in r or not r.get("event")]
     if dedupe:
         by_step = {}
         for rec in records:

@@ -336,8 +336,8 @@ def test_auto_jit_compile_follows_the_measurement_for_this_device(tmp_path, monk
     monkeypatch.setenv(perf.ENV_CACHE, str(cache))
     assert get_config("quick").jit_compile == "auto"  # the default
     plain = Trainer(tiny_config(jit_compile="auto"), tmp_path / "a", verbose=False)
-    default = perf.MEASURED_DEFAULTS[perf.device_kind()]
-    assert plain.jit_compile is default and "MEASURED_DEFAULTS" in plain.jit_compile_reason
+    default, why = perf.measured_default(perf.device_kind())  # a CPU: by its machine class (vector width, oneDNN)
+    assert plain.jit_compile is default and plain.jit_compile_reason == why
     assert plain._replica_step._jit_compile is (True if default else None)
     # a benchmark run on this device recorded the opposite: "auto" follows the measurement
     perf.record_jit_choice(perf.device_name(), not default, {"made up": [1.0, 2.0]}, path=cache)

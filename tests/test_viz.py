@@ -177,3 +177,11 @@ def test_plot_gamma_draws_each_attention_layer(tmp_path):
     write_log(tmp_path / "plain", [{"step": 0, "d_loss": 1.0, "g_loss": 1.0}])
     with pytest.raises(ValueError, match="gamma"):
         viz.plot_gamma(tmp_path / "plain")
+
+
+def test_read_log_leaves_event_records_out_of_the_steps(tmp_path):
+    (tmp_path / "log.jsonl").write_text(
+        '{"step": 1, "d_loss": 1.0}\n{"event": "config_change", "at_step": 1, "changes": {"lr_g": [1e-4, 5e-5]}}\n'
+        '{"step": 2, "d_loss": 0.5}\n')
+    for dedupe in (True, False):
+        assert [r["step"] for r in viz.read_log(tmp_path, dedupe=dedupe)] == [1, 2]
