@@ -36,7 +36,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-DEFAULT_PEER_PYTHON = "/work/peer-venv/bin/python"
+# `make peer-venv` makes this one: torch 2.13 (CPU) and torch-mimicry without its training dependencies.
+DEFAULT_PEER_PYTHON = str(Path(__file__).resolve().parents[1] / ".venv-peer" / "bin" / "python")
 BATCH = 8
 PEER_SETTINGS = dict(lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.9), loss="hinge", n_dis=1)
 INSTALL_HINT = ("python3.11 -m venv V && V/bin/pip install torch==2.13.0 numpy && V/bin/pip install --no-deps "
@@ -57,16 +58,10 @@ def timing_summary(seconds: list[float], batch: int) -> dict:
             "ms_all": [s * 1e3 for s in seconds], "img_per_s": batch / median}
 
 
-def vector_width(simd_flags) -> tuple[int, str]:
-    """(bits, ISA name) of the widest float32 vector unit the CPU flags (``system_info()['simd_flags']``) name."""
-    flags = set(simd_flags or ())
-    if "avx512f" in flags:
-        return 512, "AVX-512"
-    if "avx2" in flags:
-        return 256, "AVX2"
-    if "avx" in flags:
-        return 256, "AVX"
-    return 128, "SSE"
+def vector_width(hardware: dict) -> tuple[int, str]:
+    """(bits, ISA name) of the widest float32 vector unit, from ``sagan_tut.machine.system_info()``."""
+    isa = hardware.get("isa") or "SSE"
+    return {"AVX-512": 512, "AVX2": 256, "AVX": 256}.get(isa, 128), isa
 
 
 def ratio(ours: dict | None, peer: dict | None) -> float | None:
@@ -83,9 +78,9 @@ def _millions(n) -> str:
 def markdown(result: dict) -> str:
     """The results file: when, where, how, a two-row table, the ratio."""
     hw, s = result["hardware"], result["settings"]
-    bits, isa = vector_width(hw.get("simd_flags"))
+    bits, isa = vector_width(hw)
     load = hw.get("load_average")
-    head = (f"Measured {hw['date'][:16].replace('T', ' ')} on {hw['cpu']} ({hw['cores']} cores, {isa}: "
+    head = (f"Measured {hw['date'][:16].replace('T', ' ')} on {hw.get('cpu_label', hw['cpu'])} ({isa}: "
             f"{bits}-bit float32 vectors); TensorFlow {hw.get('tensorflow', '?')}, Keras {hw.get('keras', '?')}"
             + (f", torch {result['peer']['torch']}" if result.get("peer", {}).get("torch") else "")
             + (f"; load average {load[0]:.2f} at the start" if load else "") + ".")
@@ -295,10 +290,10 @@ def main(argv=None):
 
     sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench_train, and sagan_tut from a fresh clone
     load = os.getloadavg() if hasattr(os, "getloadavg") else None  # before anything of ours runs
-    from sagan_tut.perf import system_info
+    from sagan_tut.machine import system_info
 
     info = dict(system_info(), load_average=load)
-    bits, isa = vector_width(info["simd_flags"])
+    bits, isa = vector_width(info)
     print(f"{info['cpu']} x{info['cores']} ({isa}, {bits}-bit), TensorFlow {info['tensorflow']}"
           + (f"; load average {load[0]:.2f}" if load else ""), flush=True)
     result = {"hardware": info, "settings": dict(batch=BATCH, iters=args.iters, warmup=args.warmup, only=args.only,

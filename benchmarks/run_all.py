@@ -1,4 +1,4 @@
-"""Every benchmark at its default setting (what ``make bench`` runs): about 10 minutes on a 2-core CPU.
+"""Every benchmark at its default setting (what ``make bench`` runs): about 20 minutes on a 2-core CPU.
 
     python benchmarks/run_all.py                  # hardware, training speed, attention cost, GPU estimates
     python benchmarks/run_all.py --peak-gflops 300  # the machine's real peak, if you know it
@@ -10,6 +10,11 @@ Writes to ``benchmarks/results/`` (the performance page of the book includes the
 * ``train_speed.{json,md}``: ``bench_train.py``'s default suite (includes the official SAGAN-128 line
   ``img/s: X``);
 * ``attention_cost.{json,md,png}``: ``bench_attention.py`` at 16², 32², 64², 128²;
+* ``kernels_quick.md``, ``kernels_celeba128.md``: ``bench_kernels.py``, each matrix kernel alone and the
+  iteration's kernel-time floor (the best "% of peak" the model can reach here);
+* ``xla_cache.md``: ``bench_compile_cache.py``, what XLA's persistent compilation cache saves;
+* ``peer_speed.md``: ``bench_peer.py``, the official SAGAN-128 against torch-mimicry's, when the peer is
+  installed (``make peer-venv``);
 * ``gpu_estimates.md``: FLOPs per iteration of every preset and estimated Colab GPU times (estimates, not
   measurements: this machine has no GPU).
 """
@@ -174,6 +179,22 @@ def main(argv=None):
     if not args.skip_attention:
         print("\n== attention cost (benchmarks/bench_attention.py)")
         bench_attention.main(["--out", str(args.out)])
+    if not args.skip_train:
+        import bench_compile_cache
+        import bench_kernels
+        import bench_peer
+
+        for preset, batch in (("quick", 64), ("celeba128", 16)):
+            print(f"\n== kernel efficiency, {preset} (benchmarks/bench_kernels.py)")
+            bench_kernels.main(["--preset", preset, "--batch", str(batch), "--out", str(args.out),
+                                "--peak-gflops", str(peak)])
+        print("\n== XLA's persistent compilation cache (benchmarks/bench_compile_cache.py)")
+        bench_compile_cache.main(["--out", str(args.out)])
+        print("\n== against the PyTorch peer (benchmarks/bench_peer.py; `make peer-venv` installs it)")
+        try:
+            bench_peer.main(["--out", str(args.out)])
+        except SystemExit as stop:  # nothing measured: the peer is not installed and --only peer was not asked
+            print(f"peer benchmark skipped ({stop})")
 
     # the trainer's own path on this machine for each preset: the "auto" row if there is one, else the faster of
     # tf.function and XLA
@@ -188,8 +209,8 @@ def main(argv=None):
     print("\n== GPU estimates\n" + text)
     minutes = (time.perf_counter() - t0) / 60
     print(f"all benchmarks: {minutes:.1f} min; results in {args.out}")
-    if minutes > 10:
-        print("note: over the 10-minute budget -- was the machine busy? (see the load average in hardware.md)")
+    if minutes > 25:
+        print("note: over the 25-minute budget -- was the machine busy? (see the load average in hardware.md)")
 
 
 if __name__ == "__main__":

@@ -21,15 +21,15 @@ def test_timing_summary_median_quartiles_and_img_per_s():
         bench_peer.timing_summary([], batch=8)
 
 
-def test_vector_width_from_simd_flags():
-    assert bench_peer.vector_width(["sse4_2", "avx", "avx2", "fma", "avx512f"]) == (512, "AVX-512")
-    assert bench_peer.vector_width(["sse4_2", "avx", "avx2", "fma"]) == (256, "AVX2")
-    assert bench_peer.vector_width(["sse4_2"]) == (128, "SSE")
-    assert bench_peer.vector_width(None) == (128, "SSE")
+def test_vector_width_from_the_machine_facts():
+    assert bench_peer.vector_width({"isa": "AVX-512"}) == (512, "AVX-512")
+    assert bench_peer.vector_width({"isa": "AVX2"}) == (256, "AVX2")
+    assert bench_peer.vector_width({}) == (128, "SSE")
 
 
 def _result(ours_img_s=0.9, peer=True):
-    hw = dict(date="2026-12-01T10:00:00+00:00", cpu="Test CPU", cores=2, simd_flags=["avx", "avx2"],
+    hw = dict(date="2026-12-01T10:00:00+00:00", cpu="Test CPU", cores=2, simd_flags=["avx", "avx2"], isa="AVX2",
+              cpu_label="Test CPU (TestVendor family 1 model 2; AVX2; oneDNN off) x2 cores",
               tensorflow="2.x", keras="3.x", load_average=(0.5, 0.4, 0.3))
     row = dict(impl="x", path="p", ms_median=8000.0 / ours_img_s, ms_q1=8000.0, ms_q3=9000.0, img_per_s=ours_img_s,
                cpu_ms_per_iter=15_000.0, g_params=32_232_708, d_params=38_439_618, threads=2, load_before=1.25)
@@ -43,7 +43,7 @@ def _result(ours_img_s=0.9, peer=True):
 
 def test_markdown_states_machine_ratio_and_verdict():
     text = bench_peer.markdown(_result(0.9))
-    assert "Test CPU (2 cores, AVX2: 256-bit" in text
+    assert "Test CPU (TestVendor family 1 model 2; AVX2; oneDNN off) x2 cores (AVX2: 256-bit" in text
     assert "load average 0.50" in text and "torch 2.13.0+cpu" in text
     assert "ours / peer: ×1.80" in text and "meets" in text
     assert "32.23M" in text and "29.04M" in text and "38.44M" in text
