@@ -14,7 +14,7 @@ export PYTHONWARNINGS ?= ignore::DeprecationWarning
 # it too, but the chapters import TensorFlow first.
 export TF_CPU_ALLOCATOR_USE_BFC ?= true
 
-.PHONY: peer-venv install book book-from-nbval test unit nbval browser chromium notebooks train-quick bench intro-figure clean
+.PHONY: reference peer-venv install book book-from-nbval test unit nbval browser chromium notebooks train-quick bench intro-figure clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else "need Python 3.10-3.12, found %d.%d: set PYTHON=python3.11" % v)'
@@ -76,6 +76,11 @@ train-quick: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# The reference runs the book shows (sagan_tut/reference.py): trained to convergence on the procedural faces, about
+# 20 + 90 minutes on 2 CPU cores; an interrupted run resumes when this is run again. Artefacts: book/reference/.
+reference: $(STAMP)
+	$(BIN)/python -m sagan_tut.reference
 
 # The PyTorch peer of benchmarks/bench_peer.py in a venv of its own: torch 2.13's CPU wheel and torch-mimicry's
 # model code. --no-deps: mimicry's declared dependencies (torchvision, TensorFlow, scikit-learn...) are for its

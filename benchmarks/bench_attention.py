@@ -175,7 +175,7 @@ def main(argv=None):
         print("RESULT " + json.dumps(measure(json.loads(args.worker))), flush=True)
         return
 
-    from sagan_tut.perf import available_mib, system_info
+    from sagan_tut.machine import available_mib, system_info
 
     info = system_info()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -217,7 +217,7 @@ def main(argv=None):
     has_plot = plot(rows, args.out / f"{args.stem}.png")
     load = info.get("load_average")
     text = "\n".join([
-        f"Measured {info['date'][:16].replace('T', ' ')} on {info['cpu']} ({info['cores']} cores); TensorFlow "
+        f"Measured {info['date'][:16].replace('T', ' ')} on {info.get('cpu_label') or info['cpu']}; TensorFlow "
         f"{info['tensorflow']}" + (f"; load average {load[0]:.1f} at the start" if load else "") + ".",
         "",
         f"One `SelfAttention` block (spectral norm on, training mode, `tf.function`) on a batch of {args.batch} "

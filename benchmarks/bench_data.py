@@ -30,14 +30,10 @@ CELEBA_MEAN_BYTES = 1_443_490_838 / 202_599  # official img_align_celeba.zip siz
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from sagan_tut.machine import cpu_label
+
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
-    return f"{cpu}, {os.cpu_count()} logical cores, load average {load[0]:.1f} (1 min)"
+    return f"{cpu_label()}, load average {load[0]:.1f} (1 min)"
 
 
 def photo_like(index: int, faces_cache={}) -> np.ndarray:

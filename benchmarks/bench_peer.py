@@ -122,6 +122,13 @@ def markdown(result: dict) -> str:
         if extra:
             lines.append(f"- D: ours has {abs(extra) / 1e6:.2f}M {'more' if extra > 0 else 'fewer'} trainable weights "
                          f"than the peer (G: {(ours['g_params'] - peer['g_params']) / 1e6:+.2f}M).")
+    if x is not None and ours.get("gflop_per_iter") and peer.get("gflop_per_iter"):
+        rate = {k: r["gflop_per_iter"] / (r["ms_median"] / 1e3) for k, r in (("ours", ours), ("peer", peer))}
+        lines.append(f"- Work per iteration (matrix products, multiply-add = 2, as `sagan_tut.flops` counts them; the "
+                     f"peer's counted by hooks on its layers): ours {ours['gflop_per_iter']:.0f} GFLOP, the peer "
+                     f"{peer['gflop_per_iter']:.0f} GFLOP, because ours widens each D block in its first convolution "
+                     f"as the official code does. Ours computes {rate['ours']:.0f} GFLOP/s, the peer "
+                     f"{rate['peer']:.0f}: per unit of work, ours is ×{rate['ours'] / rate['peer']:.2f}.")
     lines.append("- CPU s / iteration: CPU time of all the side's threads per iteration; it moves less than wall "
                  "time when other programs share the machine. Load at start: the 1-minute load average just "
                  "before that side started.")
@@ -168,6 +175,8 @@ def peer_measure(iters: int, warmup: int, batch: int = BATCH, threads: int | Non
     opt_d = torch.optim.Adam(D.parameters(), lr=PEER_SETTINGS["lr_d"], betas=PEER_SETTINGS["betas"])
     real = (torch.rand(batch, 3, 128, 128) * 2 - 1, torch.zeros(batch, dtype=torch.long))  # NCHW, class 0
 
+    flops = peer_forward_flops(G, D, batch)
+
     def iteration():  # what mimicry's Trainer does per step with n_dis = 1
         log = MetricLog()
         D.train_step(real_batch=real, netG=G, optD=opt_d, log_data=log, device=device, global_step=0)
@@ -205,7 +214,43 @@ def peer_measure(iters: int, warmup: int, batch: int = BATCH, threads: int | Non
         "batch": batch, "iters": iters, "warmup": warmup, "warmup_s": warmup_s,
         "cpu_ms_per_iter": cpu / iters * 1e3, "g_params": trainable(G), "d_params": trainable(D),
         "last_losses": losses, **PEER_SETTINGS, **timing_summary(times, batch),
+        "flops_G": flops["G"], "flops_D": flops["D"], "gflop_per_iter": (4 * flops["G"] + 8 * flops["D"]) / 1e9,
     }
+
+
+def peer_forward_flops(G, D, batch: int) -> dict:
+    """Forward FLOPs of the peer's G and D for one batch, in ``sagan_tut.flops``' convention (matrix products only,
+    multiply-add = 2): convolutions and linear layers counted by forward hooks, attention's two batched products
+    (queries x pooled keys at C/8, attention x pooled values at C/2) from each attention block's input shape."""
+    import torch
+
+    counts = {"G": 0, "D": 0}
+
+    def hook_for(net):
+        def hook(module, inputs, output):
+            x = inputs[0]
+            if isinstance(module, torch.nn.Conv2d):
+                kh, kw = module.kernel_size
+                counts[net] += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
+            elif isinstance(module, torch.nn.Linear):
+                counts[net] += 2 * (x.numel() // module.in_features) * module.in_features * module.out_features
+            elif "Attention" in type(module).__name__:
+                b, c, h, w = x.shape
+                n, m = h * w, h * w // 4
+                counts[net] += 2 * b * n * m * (c // 8) + 2 * b * n * m * (c // 2)
+        return hook
+
+    handles = [mod.register_forward_hook(hook_for(net)) for net, model in (("G", G), ("D", D))
+               for mod in model.modules()
+               if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) or "Attention" in type(mod).__name__]
+    try:
+        with torch.no_grad():
+            y = torch.zeros(batch, dtype=torch.long)  # one class: the unconditional model
+            D(G(torch.randn(batch, G.nz), y), y)
+    finally:
+        for h in handles:
+            h.remove()
+    return counts
 
 
 def run_peer(python: str | None, iters: int, warmup: int, timeout: float = 3600) -> dict:

@@ -144,6 +144,30 @@ def gpu_markdown(presets: list[dict], cpu_rows: list[dict] | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
+def results_index(folder: Path = RESULTS) -> str:
+    """Which machine and date every results table came from (read off each table's own first line and, where
+    the table's JSON has them, its CPU flags), as a Markdown table for the performance page."""
+    import json
+    import re
+
+    rows = []
+    for md in sorted(folder.glob("*.md")):
+        if md.name in ("index.md", "hardware.md", "gpu_estimates.md"):
+            continue
+        first = md.read_text().splitlines()[0] if md.read_text().strip() else ""
+        m = re.match(r"Measured (\d{4}-\d\d-\d\d \d\d:\d\d) on (.+? x\d+ cores|[^;,]+)", first)
+        date, machine = (m.group(1), m.group(2)) if m else ("?", "?")
+        js = md.with_suffix(".json")
+        if js.exists() and "oneDNN" not in machine:
+            hw = json.loads(js.read_text()).get("hardware") or {}
+            flags = set(hw.get("simd_flags") or ())
+            if flags:
+                isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "AVX" if "avx" in flags else "SSE"
+                machine += f" ({isa}; oneDNN {'on' if hw.get('onednn') else 'off' if 'onednn' in hw else 'not recorded'})"
+        rows.append(f"| `{md.name}` | {date} | {machine} |")
+    return "\n".join(["| table | measured | machine |", "|---|---|---|", *rows]) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--peak-gflops", type=float, help="the machine's peak float32 GFLOP/s (default: estimate)")
@@ -207,6 +231,7 @@ def main(argv=None):
     text = gpu_markdown(presets, cpu_rows)
     (args.out / "gpu_estimates.md").write_text(text)
     print("\n== GPU estimates\n" + text)
+    (args.out / "index.md").write_text(results_index(args.out))
     minutes = (time.perf_counter() - t0) / 60
     print(f"all benchmarks: {minutes:.1f} min; results in {args.out}")
     if minutes > 25:

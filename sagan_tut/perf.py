@@ -50,13 +50,15 @@ DEVICE_KINDS = ("cpu", "gpu", "tpu")
 # committed table's machine in step with that table).
 CPU_MEASURED = {
     # 2-core AMD EPYC, Zen 3 (family 25), AVX2, no VNNI so oneDNN off, TF 2.21, 2026-11-21: XLA beat tf.function
-    # on every configuration timed, by 9-35% per iteration (quick x0.65, blog-128 x0.91, official x0.72).
+    # on every configuration timed, by 9-35% per iteration (quick x0.65, blog-128 x0.91, official x0.72; the
+    # benchmarks/results tables of commit 862a126, in the git history).
     "cpu AVX2 oneDNN-off": (True, "AMD EPYC Zen 3 (AVX2, oneDNN off), 2026-11-21: XLA 9-35% faster per iteration"),
-    # 2-core Intel Xeon, AVX-512, oneDNN on, 2026-12-01: official SAGAN-128 8.7 s (tf.function) vs 9.2 s (XLA);
-    # 2-core AMD EPYC Zen 5 (family 26), AVX-512 + VNNI so oneDNN on, 2026-12-01: the quick preset 101 ms
-    # (tf.function) vs 230 ms (XLA) -- oneDNN's kernels beat XLA's own CPU convolutions.
-    "cpu AVX-512 oneDNN-on": (False, "Intel Xeon and AMD EPYC Zen 5 (AVX-512, oneDNN on), 2026-12-01: tf.function "
-                                     "faster (quick x2.3, official x1.06)"),
+    # 2-core AMD EPYC Zen 5 (family 26), AVX-512 with VNNI and BF16, so oneDNN on, TF 2.21, 2026-12-01
+    # (benchmarks/results/train_speed.md): XLA / tf.function = x1.49 on the quick preset and x1.90 on the blog
+    # SAGAN-128 -- oneDNN's kernels beat XLA's own CPU convolutions. A 2-core Intel Xeon with AVX-512 and oneDNN,
+    # measured the same day (issue #11): official SAGAN-128 8.7 s (tf.function) against 9.2 s (XLA).
+    "cpu AVX-512 oneDNN-on": (False, "AMD EPYC Zen 5 and Intel Xeon (AVX-512, oneDNN on), 2026-12-01: tf.function "
+                                     "faster (XLA x1.49 quick, x1.90 blog-128, x1.06 official)"),
 }
 # GPUs and TPUs, and the rule for a CPU class nobody measured:
 #  gpu: not measurable here. XLA mostly speeds a convnet up by fusing element-wise work between cuDNN calls;
