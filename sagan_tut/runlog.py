@@ -9,7 +9,7 @@ resume from; the resumed run redoes those steps (exactly: see sagan_tut.train) a
 :meth:`RunLog.resume_at` rewrites ``log.jsonl`` and the TensorBoard event files without the records past the
 restored step, each file atomically (written aside, then renamed over the original), before anything new is
 written. TensorBoard itself would only hide the repeated scalars in some of its loaders; rewriting the files makes
-every reader (``tf.compat.v1.train.summary_iterator``, pandas, a plot of log.jsonl) see each step once.
+every reader (TensorBoard, ``tf.compat.v1.train.summary_iterator``, pandas, a plot of log.jsonl) see each step once.
 
 Records that are not a logging step (e.g. ``{"event": "config_change", "at_step": 500, ...}``, written when a run
 resumes with new optimisation settings) carry ``at_step`` instead of ``step`` so that readers keyed on ``step``
@@ -74,10 +74,14 @@ def tb_image(tag: str, image_uint8: np.ndarray, step: int):
 def read_events(path, with_status: bool = False):
     """The ``Event`` protos of one events file; a record cut short by a kill ends the file (``with_status``:
     also return whether the file was whole)."""
+    # tf.data's record reader, not tf.compat.v1.train.summary_iterator: that one prints a deprecation warning
+    # into the user's output (and the book) the first time it runs.
+    from tensorflow.core.util import event_pb2
+
     events, whole = [], True
     try:
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            events.append(event)
+        for record in tf.data.TFRecordDataset(str(path)):
+            events.append(event_pb2.Event.FromString(record.numpy()))
     except tf.errors.DataLossError:
         whole = False
     return (events, whole) if with_status else events
