@@ -298,21 +298,24 @@ from .structure import structure_score, structure_scores, table_markdown  # noqa
 
 def structure_table(resolution: int = 64, n: int = 200, seed: int = 0) -> list[dict]:
     """The structure score of ``n`` faces of stream ``seed``: real, broken (``True``, ``"colour"``,
-    ``"geometry"``), each as drawn and under every change of :func:`sagan_tut.structure.perturb`.
+    ``"geometry"``), each as drawn and under every change of :func:`sagan_tut.structure.perturb`; then pictures
+    with no eyes: the :func:`sagan_tut.structure.control_images` (flat, noise, an untrained generator; that row
+    builds a small Keras model) and real faces blurred away (``"blur away"``).
 
-    One dict per row: ``faces`` (``"real"``, ``"broken"``, ``"broken colour"``, ``"broken geometry"``),
-    ``perturbation``, and the means ``score``, ``eye_colour``, ``symmetry`` and the 5th percentile ``p5`` of the
-    per-image scores. :func:`sagan_tut.structure.table_markdown` prints them.
+    One dict per row: ``faces`` (``"real"``, ``"broken"``, ``"broken colour"``, ``"broken geometry"``, then
+    ``"flat"``, ``"noise"``, ``"untrained G"`` and ``"real"``), ``perturbation``, and the means ``score``,
+    ``eye_colour``, ``symmetry``, ``presence`` and the 5th percentile ``p5`` of the per-image scores.
+    :func:`sagan_tut.structure.table_markdown` prints them.
     """
-    from .structure import PERTURBATIONS, perturb
+    from .structure import CONTROLS, PERTURBATIONS, control_images, perturb, table_row
 
     rows = []
     for label, broken in (("real", False), ("broken", True), ("broken colour", "colour"),
                           ("broken geometry", "geometry")):
         images = generate_faces(n, resolution, seed=seed, broken=broken)
         for kind in PERTURBATIONS:
-            s = structure_scores(perturb(images, kind, seed=seed))
-            rows.append(dict(faces=label, perturbation=kind, score=float(s["score"].mean()),
-                             p5=float(np.percentile(s["score"], 5)), eye_colour=float(s["eye_colour"].mean()),
-                             symmetry=float(s["symmetry"].mean())))
+            rows.append(table_row(label, kind, perturb(images, kind, seed=seed)))
+    for kind in CONTROLS:
+        rows.append(table_row(kind, "none", control_images(kind, resolution, n, seed=seed)))
+    rows.append(table_row("real", "blur away", perturb(generate_faces(n, resolution, seed=seed), "blur away")))
     return rows

@@ -1,9 +1,14 @@
-"""The structure score of the procedural faces: do both eyes share one colour, is the face mirror-symmetric?
+"""The structure score of the procedural faces: are there two eyes, of one colour, in a mirror-symmetric face?
 
 A real face (:mod:`sagan_tut.faces`) obeys two long-range constraints: its two irises have one colour, and the
-picture is left-right symmetric. A generator's samples differ from renderings in ways that are *not*
-structural: the face sits a pixel or two off centre, edges are soft, pixels are noisy, colours and contrast
-drift. The score below is built so that none of those matter and only the two constraints do.
+picture is left-right symmetric. Both constraints also hold for a picture with no face in it: a flat image, or
+the blurry blob an 80-iteration generator draws, is symmetric, and its "two irises" (two patches of the same
+blob) have one colour -- such samples scored 0.67-0.95 on those two parts alone, a flat image 1. So a third
+part asks whether there are eyes at all before their agreement counts (now 0.00-0.07 on those samples).
+
+A generator's samples differ from renderings in ways that are *not* structural: the face sits a pixel or two
+off centre, edges are soft, pixels are noisy, colours and contrast drift. The score below is built so that none
+of those matter and only the eyes and the two constraints do.
 
 Method, per image (numpy only, a few passes over the pixels):
 
@@ -33,12 +38,22 @@ Method, per image (numpy only, a few passes over the pixels):
    iris, radius >= 0.07 R); their distance, less the part pixel noise explains, scores 1 below ``EYE_TOL[0]``
    and 0 above ``EYE_TOL[1]``. Each eye is located on its own, so eyes at different heights (a geometry
    break) still compare their colours; the symmetry part sees the height difference.
-5. ``score = eye_colour * symmetry``: a face has its structure only if both constraints hold (with a mean, a
-   face whose only break is its eye colour would still score 0.5).
+5. **Presence.** Each located iris colour is compared with the mean of a ring around it (radii ``RING`` =
+   0.10-0.13 R, just outside every iris: eyelid outline, skin, a little eyebrow). Their distance, less the part
+   pixel noise explains (iris window and ring both noisy), is the eye's contrast; the weaker of the two eyes
+   counts (both must be there). It scores 0 below ``PRESENCE_TOL[0]`` and 1 above ``PRESENCE_TOL[1]``, linear
+   between. In a real face that contrast is 1.1-4.7 (5th-95th percentile; 1st: 0.75; units of the image's
+   contrast) since an iris of any hue sits in a dark outline on skin; a flat image has none, pixel noise is
+   subtracted, an untrained generator's texture is pixel-scale and so counts as noise, and a face blurred until
+   its eyes vanish (sigma R / 6) keeps below 0.43, median 0.15 (1,000 faces at 32, 64, 128 px). The ramp sits
+   between the two, nearer the blobs: a face drawn at 16 px and scaled up (its irises 1.2 px) keeps its eyes.
+6. ``score = eye_colour * symmetry * presence``: a face has its structure only if there are eyes and both
+   constraints hold (with a mean, a face whose only break is its eye colour would still score 0.67).
 
 Everything is a fixed function of each image alone (no randomness, no batch statistics), so a score does not
-depend on which other images are scored with it. Not measured, by design: whether the picture is a face at all
-(a flat image is perfectly symmetric) -- read the score next to FID and the samples.
+depend on which other images are scored with it. Not measured, by design: whether the rest of the picture
+(hair, mouth, colours) looks like a face -- read the score next to FID and the samples. :func:`control_images`
+and ``perturb(x, "blur away")`` make the pictures without eyes the table and tests check this on.
 """
 from __future__ import annotations
 
@@ -56,6 +71,8 @@ EYE_CONTRAST = 0.25          # weight of the contrast reward when locating an ey
 NOISE_LAMBDA = 8.0          # multiples of the pure-noise energy subtracted before judging a difference
 SYM_TOL = (0.3, 0.8)        # asymmetry (units of the image's contrast) scoring 1 / 0
 EYE_TOL = (0.4, 1.0)        # eye colour distance (same units) scoring 1 / 0
+RING = (0.10, 0.13)         # inner / outer radius (fractions of R) of the ring an iris is compared with
+PRESENCE_TOL = (0.25, 0.55)  # iris-ring contrast (same units) scoring 0 / 1 (note: the other way round)
 
 
 def as_batch(images) -> np.ndarray:
@@ -155,12 +172,15 @@ def _symmetry(z, k, noise):
     return _ramp(np.sqrt(np.maximum(E2 - floor, 0.0)), SYM_TOL)
 
 
-def _eye_colour(z, k, S, noise):
+def _eyes(z, k, S, noise):
+    """Per image: the eye-colour part and the presence part (see the module docstring, steps 4 and 5)."""
     n, R = z.shape[:2]
     h = max(1, int(round(EYE_STRIP * R)))
     # Strip profiles through the left eye and its mirror partner, (n, R, 3) each.
     x_left = (0.5 - EYE_DX) * R - 0.5 + k / 2.0  # pixel index of the left eye's centre, per image
-    cols = np.rint(x_left)[:, None].astype(int) + np.arange(-h, h + 1)[None, :]  # (n, 2h+1)
+    cx_left = np.rint(x_left).astype(int)
+    cx_right = R - 1 + k - cx_left
+    cols = cx_left[:, None] + np.arange(-h, h + 1)[None, :]  # (n, 2h+1)
     rows = np.arange(n)[:, None]
     left = z[rows, :, cols].mean(axis=1)                        # z[i, :, cols[i]] -> (n, 2h+1, R, 3) -> mean
     right = z[rows, :, (R - 1 + k)[:, None] - cols].mean(axis=1)
@@ -174,24 +194,52 @@ def _eye_colour(z, k, S, noise):
     win = np.abs(np.arange(R)[None, :] * 2 - c2[:, None]) <= 2 * h   # rows within +-h of each centre
     win = win / win.sum(axis=1, keepdims=True)
 
-    def colour(profile):
+    def locate(profile):
+        """The eye's centre (2 x its row, in half pixels) and the iris colour there."""
         a, b = profile[:, up], profile[:, down]  # (n, len(c2), span, 3)
         # Up-down mismatch, less a reward for contrast: flat skin is symmetric too, but has no structure.
         mismatch = np.square(a - b).sum(axis=(2, 3))
         spread = np.square(a + b - (a + b).mean(axis=2, keepdims=True)).sum(axis=(2, 3))
         best = np.argmin(mismatch - EYE_CONTRAST * spread, axis=1)
-        return np.einsum("ny,nyc->nc", win[best], profile)
+        return c2[best], np.einsum("ny,nyc->nc", win[best], profile)
 
-    d2 = np.square(colour(left) - colour(right)).sum(axis=-1)
+    (cy_left, iris_left), (cy_right, iris_right) = locate(left), locate(right)
     # Noise in each colour window: variance noise / (window pixels); two windows are subtracted.
     count = (2 * h + 1) * (2 * h + 1)
+    d2 = np.square(iris_left - iris_right).sum(axis=-1)
     d = np.sqrt(np.maximum(d2 - NOISE_LAMBDA * (2.0 * noise / count).sum(axis=-1), 0.0))
-    return _ramp(d, EYE_TOL)
+    eye = _ramp(d, EYE_TOL)
+
+    # Presence: each iris against the mean of a ring around it (skin, eyelid outline, eyebrow). The ring is a
+    # fixed mask on a small patch around the located centre, one mask per row parity (a centre sits on a row or
+    # half-way between two rows); gathering the patch costs about as much as the strips above.
+    P = int(np.ceil(RING[1] * R))
+    dy, dx = np.arange(-P, P + 2), np.arange(-P, P + 1)
+    masks = []
+    for half in (0.0, 0.5):  # centre on a pixel row, or half-way between two rows
+        r = np.hypot(dy[:, None] - half, dx[None, :]) / R
+        masks.append((r >= RING[0]) & (r <= RING[1]))
+    masks = np.array(masks, np.float32)
+    ring_count = masks.sum(axis=(1, 2))  # (2,)
+    masks /= ring_count[:, None, None]
+
+    def contrast(cy2, cx, iris):
+        ry = np.clip(cy2[:, None] // 2 + dy[None, :], 0, R - 1)  # (n, rows of the patch)
+        rx = np.clip(cx[:, None] + dx[None, :], 0, R - 1)
+        patch = z[rows[:, :, None], ry[:, :, None], rx[:, None, :]]  # (n, 2P+2, 2P+1, 3)
+        ring = np.einsum("nyx,nyxc->nc", masks[cy2 % 2], patch)
+        d2 = np.square(iris - ring).sum(axis=-1)
+        floor = NOISE_LAMBDA * (noise * (1.0 / count + 1.0 / ring_count[cy2 % 2, None])).sum(axis=-1)
+        return np.sqrt(np.maximum(d2 - floor, 0.0))
+
+    c = np.minimum(contrast(cy_left, cx_left, iris_left), contrast(cy_right, cx_right, iris_right))
+    return eye, 1.0 - _ramp(c, PRESENCE_TOL)
 
 
 def structure_scores(images) -> dict:
-    """Per-image structure scores in [0, 1] (1 = both constraints hold): ``{"eye_colour", "symmetry",
-    "score"}``, float arrays of length n, ``score = eye_colour * symmetry``. See the module docstring."""
+    """Per-image structure scores in [0, 1] (1 = eyes present, both constraints hold): ``{"eye_colour",
+    "symmetry", "presence", "score"}``, float arrays of length n, ``score = eye_colour * symmetry * presence``.
+    See the module docstring."""
     x = as_batch(images)
     f = 2 if x.shape[1] >= 64 else 1  # see the module docstring, step 0
     S = max(1, int(np.ceil(max(2, x.shape[1] / 32) / f)))  # shift search, in working pixels
@@ -199,9 +247,9 @@ def structure_scores(images) -> dict:
     noise = _noise_var(z)
     k = _axis_shift(z, S)
     sym = _symmetry(z, k, noise)
-    eye = _eye_colour(z, k, S, noise)
+    eye, presence = _eyes(z, k, S, noise)
     return {"eye_colour": eye.astype(np.float64), "symmetry": sym.astype(np.float64),
-            "score": (eye * sym).astype(np.float64)}
+            "presence": presence.astype(np.float64), "score": (eye * sym * presence).astype(np.float64)}
 
 
 def structure_score(images) -> float:
@@ -216,7 +264,8 @@ def perturb(images, kind: str, seed: int = 0) -> np.ndarray:
     ``"shift"``: image i moves by (dx, dy) = (i mod 5 - 2, (i div 5) mod 5 - 2) pixels, every shift in -2..2 in
     turn, edges padded with the border pixels; ``"blur"``: Gaussian, sigma R / 32 pixels; ``"noise"``: Gaussian
     pixel noise of std 0.1 (seeded), clipped to [-1, 1]; ``"colour"``: per channel ``x * (0.7, 0.8, 0.9) +
-    (0.1, -0.05, 0)``, a contrast loss with a tint.
+    (0.1, -0.05, 0)``, a contrast loss with a tint. Not forgiven, a control: ``"blur away"``, Gaussian blur of
+    sigma R / 6 pixels, which leaves a symmetric face-coloured blob with no eyes in it (it must score low).
     """
     from scipy import ndimage
 
@@ -231,23 +280,75 @@ def perturb(images, kind: str, seed: int = 0) -> np.ndarray:
             dx, dy = i % 5 - 2, (i // 5) % 5 - 2
             out[i] = p[i, 2 - dy:2 - dy + R, 2 - dx:2 - dx + R]
         return out
-    if kind == "blur":
-        return ndimage.gaussian_filter(x, (0, R / 32, R / 32, 0), mode="nearest").astype(np.float32)
+    if kind in ("blur", "blur away"):
+        sigma = R / 32 if kind == "blur" else R / 6
+        return ndimage.gaussian_filter(x, (0, sigma, sigma, 0), mode="nearest").astype(np.float32)
     if kind == "noise":
         noise = np.random.default_rng(seed).normal(0.0, 0.1, x.shape).astype(np.float32)
         return np.clip(x + noise, -1.0, 1.0)
     if kind == "colour":
         return x * np.float32([0.7, 0.8, 0.9]) + np.float32([0.1, -0.05, 0.0])
-    raise ValueError(f"kind must be one of {PERTURBATIONS}, got {kind!r}.")
+    raise ValueError(f"kind must be one of {PERTURBATIONS} or 'blur away', got {kind!r}.")
 
 
 PERTURBATIONS = ("none", "shift", "blur", "noise", "colour")
 
 
+# ---------------------------------------------------------------------------------- pictures without a face
+CONTROLS = ("flat", "noise", "untrained G")
+
+
+def control_images(kind: str, resolution: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` pictures with no eyes in them, which must score low (the table and tests use these).
+
+    ``"flat"``: one colour per image, uniform in [-1, 1] per channel; ``"noise"``: Gaussian pixel noise of std
+    0.5 around one colour per image (uniform in [-0.5, 0.5]), clipped to [-1, 1]; ``"untrained G"``: samples of
+    a freshly initialised ``make_generator("blog", resolution, width=0.25)`` on standard normal z, with
+    ``training=False`` -- what chapter 4's generator draws before it learns anything. That one needs Keras
+    (imported here only) and seeds Keras with ``keras.utils.set_random_seed(seed)``, restoring numpy's and
+    Python's global random states afterwards.
+    """
+    rng = np.random.default_rng(seed)
+    R = int(resolution)
+    if kind == "flat":
+        return np.broadcast_to(rng.uniform(-1, 1, (n, 1, 1, 3)), (n, R, R, 3)).astype(np.float32)
+    if kind == "noise":
+        colour = rng.uniform(-0.5, 0.5, (n, 1, 1, 3))
+        return np.clip(colour + rng.normal(0.0, 0.5, (n, R, R, 3)), -1.0, 1.0).astype(np.float32)
+    if kind == "untrained G":
+        import random
+
+        import keras
+
+        from .models import make_generator
+
+        states = np.random.get_state(), random.getstate()
+        try:
+            keras.utils.set_random_seed(seed)
+            G = make_generator(arch="blog", resolution=R, width=0.25, attention_res="auto")
+        finally:
+            np.random.set_state(states[0])
+            random.setstate(states[1])
+        z = rng.normal(size=(n, G.input_shape[-1])).astype(np.float32)
+        return np.clip(np.asarray(G(z, training=False)), -1.0, 1.0)
+    raise ValueError(f"kind must be one of {CONTROLS}, got {kind!r}.")
+
+
+def table_row(faces: str, perturbation: str, images) -> dict:
+    """One row of :func:`sagan_tut.faces.structure_table`: the labels, the mean of every part, and the 5th
+    percentile ``p5`` of the per-image scores."""
+    s = structure_scores(images)
+    row = dict(faces=faces, perturbation=perturbation, score=float(s["score"].mean()),
+               p5=float(np.percentile(s["score"], 5)))
+    row.update({part: float(v.mean()) for part, v in s.items() if part != "score"})
+    return row
+
+
 def table_markdown(rows) -> str:
     """A markdown table of :func:`sagan_tut.faces.structure_table` rows."""
-    lines = ["| faces | change | score | 5th percentile | eye colour | symmetry |", "|---|---|---|---|---|---|"]
+    lines = ["| faces | change | score | 5th percentile | eye colour | symmetry | presence |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['faces']} | {r['perturbation']} | {r['score']:.3f} | {r['p5']:.3f} | "
-                     f"{r['eye_colour']:.3f} | {r['symmetry']:.3f} |")
+                     f"{r['eye_colour']:.3f} | {r['symmetry']:.3f} | {r['presence']:.3f} |")
     return "\n".join(lines)
