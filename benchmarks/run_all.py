@@ -49,7 +49,7 @@ US_PER_OP = 5.0
 
 def hardware_markdown(info: dict, peak_gflops, peak_how, estimate_how=None) -> str:
     rows = [
-        ("CPU", f"{info['cpu']}, {info['cores']} cores usable"),
+        ("CPU", info.get('cpu_label') or f"{info['cpu']}, {info['cores']} cores usable"),
         ("SIMD (from /proc/cpuinfo)", ", ".join(info["simd_flags"]) or "unknown"),
         ("Peak float32 FLOP/s used for '% of peak'",
          f"{peak_gflops:.1f} GFLOP/s ({peak_how})" if peak_gflops else "unknown"),
