@@ -2,12 +2,11 @@
 rungs and what they allow one to conclude), ablation.png (per-seed points) and samples.png."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_open
 from .ablation_config import BASE, CHANGES, HALF_RESOLUTION, LABELS, METRICS, NAMES
 from .ablation_stats import ALPHA, conclusions, neighbour_tests, summarize
 
@@ -186,11 +185,8 @@ def save_samples(samples: dict, out):
     """Write ``{config: images}`` to ``out/samples.npz`` as uint8 (atomically), for samples.png."""
     out = Path(out)
     arrays = {k: np.round((np.clip(v, -1, 1) + 1) * 127.5).astype(np.uint8) for k, v in samples.items()}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{SAMPLES_FILE}.", suffix=".npz")
-    with open(fd, "wb") as fh:
+    with atomic_open(out / SAMPLES_FILE, "wb") as fh:
         np.savez_compressed(fh, **arrays)
-    os.chmod(tmp, 0o644)  # mkstemp makes the file private
-    Path(tmp).replace(out / SAMPLES_FILE)
 
 
 def write_report(results: dict, out, samples: dict | None = None) -> dict:

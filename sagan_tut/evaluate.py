@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from . import atomic
 from .features import _iter_batches, compute_stats, get_extractor
 from .fid import (DEFAULT_KID_SAMPLES, DEFAULT_KID_SUBSET_SIZE, DEFAULT_KID_SUBSETS, FeatureStats,
                   effective_kid_subset_size, fid_from_stats, inception_score, kid)
@@ -194,17 +194,7 @@ def evaluate_generator(generator, real, n: int = 10_000, extractor="offline", ba
 
 
 def _write_json_atomic(obj, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.write_json(obj, path, indent=2, sort_keys=True)
 
 
 def evaluate_run(run_dir, data: str | None = None, n: int = 50_000, extractor="offline", out_json=None,

@@ -32,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import machine
+from . import atomic, machine
 from .attention_cost import attention_cost  # noqa: F401  (re-export)
 from .machine import (  # noqa: F401  (re-exports)
     available_mib, cpu_model, device_kind, device_name, estimate_cpu_peak_gflops, machine_peak_gflops,
@@ -117,11 +117,7 @@ def record_jit_choice(device: str, jit_compile: bool, evidence: dict, path=None,
         "jit_compile": bool(jit_compile), "evidence": evidence,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(records, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(records, path, indent=2)
 
 
 def choose_jit_from_timings(pairs) -> tuple[bool, float]:

@@ -154,9 +154,8 @@ def train_reference(name: str, out=DEFAULT_OUT, runs_dir=DEFAULT_RUNS_DIR, n_eva
 def load_reference(name: str, folder=DEFAULT_OUT) -> dict:
     """A committed reference run: ``generator`` (Keras model), ``log`` (records), ``metrics``, ``meta``, and the
     paths of its sample grids and progression strip."""
-    import keras
+    import keras  # importing sagan_tut registered the layers the .keras file names
 
-    from . import models  # noqa: F401  -- registers the layers the .keras file names
     from .viz import read_log
 
     dest = Path(folder) / name

@@ -7,11 +7,11 @@ machine, so every run of the ablation records :func:`machine_info` next to its o
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
+
+from . import atomic
 
 
 def machine_info() -> dict:
@@ -56,15 +56,4 @@ def git_commit():
 
 def write_json(obj, path):
     """Write ``obj`` to ``path`` atomically: a crash mid-write leaves the previous file, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.write_json(obj, path)

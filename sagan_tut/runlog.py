@@ -24,21 +24,18 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from . import atomic
+
 
 def write_text_atomic(path: Path, text: str):
     """Write ``text`` to ``path`` so that a reader (or a kill) sees the old file or the new one, never a mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def record_step(record: dict):

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import nbformat
@@ -204,10 +203,9 @@ class NotebookSaver:
 
 # ------------------------------------------------------------------------------------------- the stage command
 
-def toc_notebooks(root: Path) -> list[Path]:
-    """Every notebook the book executes: the .ipynb files named in _toc.yml, relative to root."""
-    import yaml
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
+def toc_documents(toc: dict) -> list[str]:
+    """Every document a jupyter-book ``_toc.yml`` (parsed) names, root first, without its .md/.ipynb suffix.
+    The book's tests use this too, so the book, its tests and the staging agree on what the book holds."""
     files = [toc["root"]]
 
     def walk(entries):
@@ -219,9 +217,14 @@ def toc_notebooks(root: Path) -> list[Path]:
     for part in toc.get("parts", []):
         walk(part.get("chapters"))
     walk(toc.get("chapters"))
+    return [re.sub(r"\.(md|ipynb)$", "", f) for f in files]
+
+
+def toc_notebooks(root: Path) -> list[Path]:
+    """Every notebook the book executes: the .ipynb files named in _toc.yml, relative to root."""
+    import yaml
     notebooks = []
-    for name in files:
-        stem = re.sub(r"\.(md|ipynb)$", "", name)
+    for stem in toc_documents(yaml.safe_load((root / "_toc.yml").read_text())):
         if (root / f"{stem}.ipynb").exists():
             notebooks.append(Path(f"{stem}.ipynb"))
         elif re.search(r"^(kernelspec|jupytext):", (root / f"{stem}.md").read_text(), re.M):

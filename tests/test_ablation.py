@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tut import ablation, ablation_run, runinfo
+from sagan_tut import ablation, ablation_run
 from sagan_tut.attention import SelfAttention
 from sagan_tut.faces import generate_faces, structure_score
 from sagan_tut.metrics import RandomConvExtractor

@@ -30,6 +30,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from nbval_save import toc_documents  # tests/ is on the path (no __init__.py)
 import yaml
 
 pytestmark = pytest.mark.browser
@@ -52,19 +53,7 @@ def _toc_files(toc_path: Path) -> list[str]:
     """Every document named in the toc, root first, without suffix (e.g. ``notebooks/01_gans_and_dcgan``)."""
     if not toc_path.exists():
         return []
-    toc = yaml.safe_load(toc_path.read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return [str(Path(f).with_suffix("")) if Path(f).suffix in (".md", ".ipynb") else f for f in files]
+    return toc_documents(yaml.safe_load(toc_path.read_text()))
 
 
 def _source_suffix(doc: str) -> str:

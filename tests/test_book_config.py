@@ -13,6 +13,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from nbval_save import toc_documents  # tests/ is on the path (no __init__.py)
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,18 +42,7 @@ BOOK_PAGES = sorted((ROOT / "book").glob("*.md"))
 
 
 def toc_files() -> list[str]:
-    files = [TOC["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in TOC.get("parts", []):
-        walk(part.get("chapters"))
-    walk(TOC.get("chapters"))
-    return [re.sub(r"\.(md|ipynb)$", "", f) for f in files]
+    return toc_documents(TOC)
 
 
 def load_notebook(path: Path) -> dict:

@@ -1,12 +1,8 @@
 """Resuming a run: each step logged once after a kill (log.jsonl and TensorBoard), and continuing a diverged run
 from its last good checkpoint with changed optimisation settings (``allow_changes``)."""
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +12,8 @@ import tensorflow as tf
 from sagan_tut.config import ConfigError, TrainConfig, get_config
 from sagan_tut.rundir import ALLOWED_CHANGES, read_config_changes
 from sagan_tut.train import NonFiniteLossError, Trainer
+
+from cli_kill import kill_when, latest_checkpoint_step, logged_steps, start_train, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(width=0.125, batch_size=8, jit_compile=False, sample_every=1000, ema=False)
@@ -36,50 +34,25 @@ def _event_steps(out, tag="d_loss"):
     return sorted(steps)
 
 
-def _torn_safe_steps(log):
-    steps = []
-    for line in log.read_text().splitlines() if log.exists() else []:
-        try:
-            steps.append(json.loads(line)["step"])
-        except json.JSONDecodeError:
-            pass
-    return steps
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Each step logged once after a kill
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_killed_and_resumed_cli_run_logs_each_step_once(tmp_path):
     out, every = tmp_path / "killed", 4
-    args = ["--preset", "quick", "--out", str(out), "--quiet", "--set", "width=0.125", "--set", "batch_size=8",
-            "--set", "log_every=1", "--set", f"ckpt_every={every}", "--set", "sample_every=1000",
-            "--set", "jit_compile=false"]
-    cmd = [sys.executable, "-m", "sagan_tut", "train", *args]
-    child = subprocess.Popen(cmd + ["--steps", "400"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    try:
-        # Kill without warning once steps past a checkpoint (>= 8) are logged and the next save is still ahead.
-        while time.time() < deadline and child.poll() is None:
-            latest = tf.train.latest_checkpoint(str(out / "ckpt"))
-            steps = _torn_safe_steps(out / "log.jsonl")
-            if latest and int(latest.rsplit("-", 1)[1]) >= 2 * every and steps and steps[-1] % every == 2:
-                break
-            time.sleep(0.02)
-        assert child.poll() is None, child.stderr.read().decode()[-3000:]
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == -signal.SIGKILL
-    logged = _torn_safe_steps(out / "log.jsonl")
-    restored = int(tf.train.latest_checkpoint(str(out / "ckpt")).rsplit("-", 1)[1])
+    extra = ["--set", "jit_compile=false"]
+    child = start_train(out, every, steps=400, extra=extra)
+    # Kill without warning once steps past a checkpoint (>= 8) are logged and the next save is still ahead.
+    kill_when(child, lambda: (latest_checkpoint_step(out) or 0) >= 2 * every
+              and (logged_steps(out / "log.jsonl") or [1])[-1] % every == 2)
+    logged = logged_steps(out / "log.jsonl")
+    restored = latest_checkpoint_step(out)
     assert max(logged) > restored  # the killed run had logged steps that the resumed run redoes
     assert max(_event_steps(out)) > restored
 
     end = max(logged) + 3
-    proc = subprocess.run(cmd + ["--steps", str(end)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(train_command(out, every, steps=end, extra=extra), cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"resumed {out} at step {restored}" in proc.stdout
     expected = list(range(1, end + 1))  # every step once, contiguous up to the end
@@ -103,7 +76,7 @@ def test_resume_drops_records_past_the_restored_step(tmp_path):
     shutil.copytree(tmp_path / "ckpt-at-2", out / "ckpt")
     with open(out / "log.jsonl", "a") as fh:
         fh.write('{"step": 5, "d_lo')  # ... and a torn last line
-    assert _torn_safe_steps(out / "log.jsonl") == [1, 2, 3, 4]
+    assert logged_steps(out / "log.jsonl") == [1, 2, 3, 4]
     t = Trainer(cfg.replace(steps=3), out, verbose=False)
     assert t.initial_step == 2
     assert (out / "log.jsonl").read_text() == keep_text

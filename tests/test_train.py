@@ -6,13 +6,10 @@ a fresh process (op determinism, a real SIGKILL) run a child Python.
 """
 import io
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +19,8 @@ import tensorflow as tf
 from sagan_tut import losses
 from sagan_tut.config import PRESETS, ConfigError, TrainConfig, get_config, parse_overrides, parse_value
 from sagan_tut.train import NonFiniteLossError, Progress, Trainer, load_generator
+
+from cli_kill import kill_when, latest_checkpoint_step, logged_steps, start_train
 
 ROOT = Path(__file__).resolve().parents[1]
 # The quick preset at width 1/8 and batch 8, with the paper's TTUR rates (the preset itself uses 4e-4 for both).
@@ -411,43 +410,15 @@ def test_resume_is_exact_under_op_determinism(tmp_path, path):
     assert int(n) > 50
 
 
-def _read_steps(log):
-    steps = []
-    for line in log.read_text().splitlines():
-        try:
-            steps.append(json.loads(line)["step"])
-        except json.JSONDecodeError:  # the last line may have been cut by the kill
-            pass
-    return steps
-
-
 @pytest.mark.slow
 def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path):
     out = tmp_path / "killed"
     every = 4
-    cmd = [sys.executable, "-m", "sagan_tut", "train", "--preset", "quick", "--out", str(out), "--steps", "400",
-           "--quiet", "--set", "width=0.125", "--set", "batch_size=8", "--set", "log_every=1",
-           "--set", f"ckpt_every={every}", "--set", "sample_every=1000"]
-    child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    log = out / "log.jsonl"
-    deadline = time.time() + 300
-    try:
-        # Wait until two checkpoints exist and training is between saves, then kill without warning.
-        while time.time() < deadline and child.poll() is None:
-            latest = tf.train.latest_checkpoint(str(out / "ckpt"))
-            if latest and int(latest.rsplit("-", 1)[1]) >= 2 * every:
-                steps = _read_steps(log)
-                if steps and steps[-1] % every == every // 2:
-                    break
-            time.sleep(0.05)
-        assert child.poll() is None, child.stderr.read().decode()[-3000:]
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == -signal.SIGKILL
-    last_logged = max(_read_steps(log))
+    child = start_train(out, every)
+    # Wait until two checkpoints exist and training is between saves, then kill without warning.
+    kill_when(child, lambda: (latest_checkpoint_step(out) or 0) >= 2 * every
+              and (logged_steps(out / "log.jsonl") or [1])[-1] % every == every // 2, poll=0.05)
+    last_logged = max(logged_steps(out / "log.jsonl"))
     saved = TrainConfig.from_json(str(out / "config.json"))
     t = Trainer(saved.replace(steps=last_logged + 2), out, verbose=False)  # resumes automatically
     assert last_logged - every <= t.initial_step <= last_logged
