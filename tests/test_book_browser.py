@@ -2,7 +2,8 @@
 
 Serves ``_build/html`` from a local HTTP server and opens every page of ``_toc.yml`` (and ``index.html``) in
 headless Chromium via playwright, then checks what a static-file check cannot: no console errors, every image
-decoded, every formula typeset by MathJax without a TeX error, every sidebar link served, and each chapter's
+decoded, every formula typeset by MathJax without a TeX error and without artefacts of a lost backslash (no
+control character in its source, no command name left as text, no italic remnant like "xt" of \\text), every sidebar link served, and each chapter's
 "Colab" launch link pointing at that very notebook in the repository.
 
 Run ``make book`` first. Environment:
@@ -21,8 +22,10 @@ import functools
 import http.server
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.parse
@@ -220,6 +223,42 @@ async () => {
 }
 """
 
+# After typesetting: every math item's TeX source and the MathML MathJax made of it, and any TeX delimiters left
+# in the page's text outside math (a formula the parser never handed to MathJax).
+_MATH_SOURCE_JS = r"""
+() => {
+  const items = (window.MathJax && MathJax.startup && MathJax.startup.document)
+      ? Array.from(MathJax.startup.document.math) : [];
+  const typeset = items.map(item => {
+    let mml = null;
+    try { mml = MathJax.startup.toMML(item.root); } catch (e) { mml = "<error>" + e + "</error>"; }
+    return {tex: item.math, display: item.display, mml: mml};
+  });
+  const skip = "SCRIPT,STYLE,PRE,CODE,TEXTAREA,MJX-CONTAINER,MJX-ASSISTIVE-MML";
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const texts = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    let el = n.parentElement, skipped = false;
+    for (; el; el = el.parentElement) {
+      if (skip.split(",").includes(el.tagName) || (el.classList && el.classList.contains("math"))) {
+        skipped = true; break;
+      }
+    }
+    if (!skipped) texts.push(n.textContent);
+  }
+  const body = texts.join(" ");
+  const raw = [];
+  const patterns = [/\$\$[\s\S]{1,300}?\$\$/g, /\$[^$\n]{1,200}\$/g, /\\\([\s\S]{1,200}?\\\)/g,
+                    /\\\[[\s\S]{1,300}?\\\]/g];
+  for (const re of patterns) {
+    for (const m of body.matchAll(re)) {
+      if (/\\[A-Za-z]|[_^{}]/.test(m[0])) raw.push(m[0].slice(0, 120));
+    }
+  }
+  return {items: typeset, raw: raw};
+}
+"""
+
 _SIDEBAR_JS = """
 () => Array.from(document.querySelectorAll("nav.bd-docs-nav a.reference.internal")).map(a => a.href)
 """
@@ -257,6 +296,7 @@ def visit(browser, base_url):
             "url": page.url,
             "images": page.evaluate(_BROKEN_IMAGES_JS),
             "math": page.evaluate(_MATH_JS),
+            "math_source": page.evaluate(_MATH_SOURCE_JS),
             "sidebar": page.evaluate(_SIDEBAR_JS),
             "colab": page.evaluate(_COLAB_JS),
         }
@@ -337,3 +377,151 @@ def test_colab_launch_link_opens_this_notebook(visit, doc):
             f"{doc}.html: Colab launch links {links}, expected exactly [{_expected_colab_url(doc)}]")
     else:
         assert not links, f"{doc}.html is not a notebook but has Colab links {links}"
+
+
+# --- What MathJax made of each formula (issue #13 item 4) --------------------------------------------------------
+# A Python string that wrote LaTeX without being raw turns "\\text" into TAB + "ext" (and \\frac into a form feed
+# + "rac", \\beta into a backspace + "eta", ...). TeX then skips the control character as white space and sets
+# the rest as italic letters: ch5 c51 at a318b64 rendered "H_e xtout W_e xtout". The typeset output must hold no
+# text TeX would not produce from a correct source: no control characters, no command name left as text, no
+# run of italic letters spelling what a Python escape leaves of a command, and no raw TeX outside math.
+_PY_ESCAPES = {"\t": "t", "\b": "b", "\f": "f", "\r": "r", "\a": "a", "\v": "v", "\x0b": "v"}
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+_LOST_BACKSLASH = re.compile(r"([\x07\x08\x09\x0b\x0c\x0d])([A-Za-z]+)")
+# What a lost backslash leaves of the commands the course uses, as italic letters (3 letters or more, so that
+# products like $xt$ are not taken for one).
+_REMNANTS = ("ext", "imes", "heta", "ilde", "frac", "rac", "eta", "oldsymbol", "inom", "ight", "lpha", "pprox",
+             "arepsilon", "arphi", "ec", "op")
+_REMNANTS = tuple(r for r in _REMNANTS if len(r) >= 3)
+
+
+def _mml_tokens(mml: str):
+    """The MathML tree (xml.etree) of MathJax's serialisation, or None if it does not parse."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        return ET.fromstring(re.sub(r"\sxmlns(:\w+)?=\"[^\"]*\"", "", mml))
+    except ET.ParseError:
+        return None
+
+
+def _italic_runs(root):
+    """Yield the strings spelled by runs of adjacent single-letter <mi> siblings, each also with the single-letter
+    sub/superscript just before the run (H_\\text{out} without its backslash sets H_e, then x, t)."""
+    for parent in root.iter():
+        children = list(parent)
+        i = 0
+        while i < len(children):
+            j = i
+            while j < len(children) and children[j].tag == "mi" and len((children[j].text or "").strip()) == 1 \
+                    and children[j].get("mathvariant") in (None, "italic"):
+                j += 1
+            if j - i >= 2:
+                run = "".join(c.text.strip() for c in children[i:j])
+                yield run
+                before = children[i - 1] if i else None
+                if before is not None and before.tag in ("msub", "msup", "msubsup") and len(before):
+                    last = before[-1]
+                    if last.tag == "mi" and len((last.text or "").strip()) == 1:
+                        yield last.text.strip() + run
+            i = max(j, i + 1)
+
+
+def math_artifacts(source: dict) -> list[str]:
+    """Problems in typeset math, from what _MATH_SOURCE_JS returned for a page."""
+    problems = []
+    for item in source["items"]:
+        tex, mml = item["tex"], item["mml"] or ""
+        short = tex.strip()[:70]
+        for ctrl, letters in _LOST_BACKSLASH.findall(tex):
+            problems.append(f"lost backslash: {ctrl!r} + {letters!r} in the TeX source (was it "
+                            f"\\{_PY_ESCAPES.get(ctrl, '?')}{letters}? write LaTeX in raw strings): {short!r}")
+        for ctrl in set(_CONTROL.findall(tex)) - {c for c, _ in _LOST_BACKSLASH.findall(tex)}:
+            problems.append(f"control character {ctrl!r} in the TeX source: {short!r}")
+        root = _mml_tokens(mml)
+        if root is None:
+            problems.append(f"MathJax's MathML does not parse: {mml[:120]!r}")
+            continue
+        for el in root.iter():
+            text = el.text or ""
+            if el.tag in ("mi", "mo", "mn", "mtext", "ms") and re.search(r"\\[A-Za-z]+", text):
+                problems.append(f"TeX command left as text {text.strip()!r} in <{el.tag}> of {short!r}")
+            if _CONTROL.search(text):
+                problems.append(f"control character {_CONTROL.search(text).group()!r} in the typeset text of "
+                                f"{short!r}")
+        for run in _italic_runs(root):
+            hit = next((r for r in _REMNANTS if r in run), None)
+            if hit:
+                problems.append(f"italic letters {run!r} look like a TeX command that lost its backslash "
+                                f"(...{hit}) in {short!r}")
+    problems += [f"TeX left untypeset in the page text: {raw!r}" for raw in source["raw"]]
+    return list(dict.fromkeys(problems))  # one line per distinct problem
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_typeset_math_has_no_artifacts(visit, doc):
+    source = visit(doc)["math_source"]
+    if not source["items"] and not source["raw"]:
+        pytest.skip(f"{doc}.html has no math")
+    problems = math_artifacts(source)
+    assert not problems, f"{doc}.html: " + "\n".join(problems[:20])
+
+
+def _render_markdown_page(markdown: str, out_dir: Path) -> Path:
+    """One page through the book's own path (Sphinx + MyST dollarmath/amsmath + sphinx.ext.mathjax): seconds."""
+    src = out_dir / "src"
+    src.mkdir(parents=True)
+    (src / "conf.py").write_text('extensions = ["myst_parser"]\n'
+                                 'myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]\n'
+                                 'suppress_warnings = ["myst.role_unknown", "myst.xref_missing"]\n')
+    (src / "index.md").write_text("# page\n\n" + markdown, encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", str(src), str(out_dir / "html")],
+                   check=True, capture_output=True, text=True, timeout=300)
+    return out_dir / "html" / "index.html"
+
+
+def _math_source_of(browser, page_file: Path) -> dict:
+    context = _new_context(browser)
+    try:
+        page = context.new_page()
+        page.goto(page_file.as_uri(), wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        math = page.evaluate(_MATH_JS)
+        assert math["loaded"] or not math["elements"], "MathJax did not start (offline? pip install django-static-mathjax)"
+        return page.evaluate(_MATH_SOURCE_JS)
+    finally:
+        context.close()
+
+
+def _chapter5_c51_at_a318b64() -> str:
+    try:
+        raw = subprocess.run(["git", "show", "a318b64:notebooks/05_sagan_celeba.ipynb"], cwd=REPO_ROOT,
+                             check=True, capture_output=True, text=True).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        pytest.skip("not a git checkout with commit a318b64")
+    import nbformat
+
+    return nbformat.reads(raw, as_version=4).cells[51].source
+
+
+def test_math_artifact_check_catches_chapter5_c51_at_a318b64(browser, tmp_path):
+    broken = _chapter5_c51_at_a318b64()
+    assert "\text" in broken  # the cell the issue names: \text{out} became TAB + "ext{out}"
+    problems = math_artifacts(_math_source_of(browser, _render_markdown_page(broken, tmp_path / "broken")))
+    assert any("lost backslash" in p and "\\text" in p for p in problems), problems
+    assert any("italic letters" in p and "xt" in p for p in problems), problems  # what the reader saw
+    fixed = broken.replace("\text", "\\text")  # the same cell with its backslashes back
+    assert math_artifacts(_math_source_of(browser, _render_markdown_page(fixed, tmp_path / "fixed"))) == []
+
+
+@pytest.mark.parametrize("markdown, expected", [
+    ("$a \\foo{b}$", "TeX command left as text"),  # an unknown command: MathJax prints it in red
+    ("$x = \\beta$, $\\text{in}$ and $$\\frac{1}{2} \\times \\mathrm{JSD}$$", None),  # control: correct math
+    ("<div>\n$x_1 + \\alpha$\n</div>", "TeX left untypeset"),  # raw HTML: never handed to MathJax
+    ("$$\n\x0crac12\n$$", "lost backslash"),  # \frac from a non-raw "\frac"
+])
+def test_math_artifact_check_on_planted_formulas(browser, tmp_path, markdown, expected):
+    problems = math_artifacts(_math_source_of(browser, _render_markdown_page(markdown, tmp_path)))
+    if expected is None:
+        assert problems == []
+    else:
+        assert any(expected in p for p in problems), problems
