@@ -3,8 +3,8 @@
 Serves ``_build/html`` from a local HTTP server and opens every page of ``_toc.yml`` (and ``index.html``) in
 headless Chromium via playwright, then checks what a static-file check cannot: no console errors, every image
 decoded, every formula typeset by MathJax without a TeX error and without artefacts of a lost backslash (no
-control character in its source, no command name left as text, no italic remnant like "xt" of \\text), every sidebar link served, and each chapter's
-"Colab" launch link pointing at that very notebook in the repository.
+control character in its source, no command name left as text, no italic remnant like "xt" of \\text), every
+sidebar link served, and each chapter's "Colab" launch link pointing at that very notebook in the repository.
 
 Run ``make book`` first. Environment:
   SAGAN_TUT_REQUIRE_BOOK=1   fail (instead of skip) when the book or playwright is missing (CI sets it).
