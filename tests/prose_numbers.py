@@ -144,26 +144,39 @@ def load_allowlist(path: Path = ALLOW_FILE) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def check_text(source: str, cell: int, excused: set, allowed: set = frozenset(), strict: bool = False):
+    """Findings in one markdown text. ``excused``: values set in code; ``allowed``: the allowlist's values.
+    ``strict`` (exercise solutions, whose numbers are results): only 0-10, the allowlist and glue excuse."""
+    findings = []
+    text = masked_prose(source)
+    for start, end, number in numbers_in(text):
+        v = value_of(number)
+        if v is None or v in allowed:
+            continue
+        measured = bool(_TIME_AFTER.match(text, end) or _METRIC_BEFORE.search(text[:start]))
+        ratio = bool(_RATIO_AFTER.match(text, end) or _RATIO_BEFORE.search(text[:start]))
+        if strict:
+            if v == int(v) and 0 <= v <= 10 and not (measured or ratio):
+                continue
+        elif not measured and ((is_structural(v) and not ratio) or v in excused):
+            continue
+        context = " ".join(source[max(0, start - 40):end + 40].split())
+        findings.append(Finding(cell, number, context))
+    return findings
+
+
+def allowed_values(name: str, allow: dict | None = None) -> set:
+    allow = load_allowlist() if allow is None else allow
+    return {value_of(k) for k in allow.get(name, {}) if not k.startswith("_")}
+
+
 def check_notebook(nb, name: str, allow: dict | None = None) -> list[Finding]:
     """Findings for notebook ``nb`` (an nbformat node); ``name`` is its file stem, the allowlist's key."""
-    allow = load_allowlist() if allow is None else allow
-    allowed = {value_of(k) for k in allow.get(name, {}) if not k.startswith("_")}
-    excused = code_values(nb)
+    allowed, excused = allowed_values(name, allow), code_values(nb)
     findings = []
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "markdown":
-            continue
-        text = masked_prose(cell.source)
-        for start, end, number in numbers_in(text):
-            v = value_of(number)
-            if v is None or v in allowed:
-                continue
-            measured = bool(_TIME_AFTER.match(text, end) or _METRIC_BEFORE.search(text[:start]))
-            ratio = bool(_RATIO_AFTER.match(text, end) or _RATIO_BEFORE.search(text[:start]))
-            if not measured and ((is_structural(v) and not ratio) or v in excused):
-                continue
-            context = " ".join(cell.source[max(0, start - 40):end + 40].split())
-            findings.append(Finding(i, number, context))
+        if cell.cell_type == "markdown":
+            findings += check_text(cell.source, i, excused, allowed)
     return findings
 
 
