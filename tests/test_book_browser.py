@@ -486,7 +486,8 @@ def _math_source_of(browser, page_file: Path) -> dict:
         page = context.new_page()
         page.goto(page_file.as_uri(), wait_until="load", timeout=PAGE_TIMEOUT_MS)
         math = page.evaluate(_MATH_JS)
-        assert math["loaded"] or not math["elements"], "MathJax did not start (offline? pip install django-static-mathjax)"
+        assert math["loaded"] or not math["elements"], ("MathJax did not start (offline? pip install "
+                                                        "django-static-mathjax)")
         return page.evaluate(_MATH_SOURCE_JS)
     finally:
         context.close()

@@ -120,7 +120,8 @@ def solution_problems(nb, name: str, allow: dict | None = None) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------- planted errors
 CODE = "def channels(size, width):\n    return max(8, round(512 * 4 / size * width))\nCFG = dict(resolution=32)"
-EXERCISE_MD = "```{exercise} Channels\n:label: ex-x\n\nHow many channels has the first layer at width 1.0 and 64x64?\n```\n\n"
+EXERCISE_MD = ("```{exercise} Channels\n:label: ex-x\n\n"
+               "How many channels has the first layer at width 1.0 and 64x64?\n```\n\n")
 
 
 def _nb(*cells):
