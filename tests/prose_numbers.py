@@ -109,7 +109,8 @@ def _inline_code(m: re.Match) -> str:
 
 def masked_prose(source: str) -> str:
     """The markdown with everything that is not prose (or math) blanked out."""
-    text = source.replace("\\times", "×     ").replace("{,}", ",  ")  # 4\times 4, 65{,}536 (same lengths)
+    # 4\times 4 and 65{,}536 (TeX's thousands separator) as plain text, keeping every position where it was
+    text = re.sub(r"(\d)\{,\}(\d{3})", r"\1,\2  ", source.replace("\\times", "×     "))
     text = _blank(text, _FENCE)
     text = _blank(text, _DIRECTIVE_LINE)
     text = _blank(text, _LABEL)

@@ -51,6 +51,7 @@ def flagged(*markdown, code=CODE, allow=None):
      "16.3"),
     ("The time grows 16× from row to row.", "The time grows {glue:text}`growth:.0f`× from row to row.", "16"),
     ("about 40 % of its attention", "about {glue:text}`share:.0%` of its attention", "40"),
+    ("A 256×256 map has $N = 65{,}536$ positions.", "A map has $N =$ {glue:text}`n_pos:,` positions.", "65,536"),
     ("$$\\mathrm{FID} = 12.5 \\quad\\text{after 1,200 steps}$$", "$$\\mathrm{FID} = \\text{{glue:text}`f`}$$", "12.5"),
 ])
 def test_planted_number_is_flagged_and_glued_version_passes(typed, glued, number):
