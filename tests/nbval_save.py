@@ -18,10 +18,15 @@ collection, so stale outputs can never be staged. Each copy records the SHA-256 
 copies the book's sources to ``--out``, puts the executed copy in place of every notebook in ``_toc.yml`` (failing,
 with the reason, when one is missing or was executed from another version of the source) and turns execution off
 in the staged ``_config.yml``; ``jupyter-book build _build/stage --path-output .`` then builds it into _build/html.
+It also writes the intro's run-time table (``book/run_times.md``, which the repository holds as a placeholder)
+from the run time each executed chapter glued (``sagan_tut.glue.run_time``: ``chN_wall_s``, ``chN_cpu_s``,
+``chN_machine``, ``chN_profile``, and an optional ``chN_full_estimate`` text), so the table always shows the
+times of the very run the book is built from.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import hashlib
 import json
@@ -277,7 +282,90 @@ def stage(root: Path, executed: Path, out: Path) -> list[Path]:
     if n != 1:
         raise SystemExit(f"stage: expected one `execute_notebooks:` line in _config.yml, found {n}")
     config.write_text(text)
+    write_run_time_table(out, notebooks)
     return notebooks
+
+
+# ---------------------------------------------------------------------------------------- the run-time table
+
+RUN_TIMES = Path("book/run_times.md")  # included by book/intro.md; the repository's copy is a placeholder
+GLUE_PREFIX = "application/papermill.record/"  # myst-nb's glue(..., display=False) mime prefix
+
+
+def glue_values(nb) -> dict:
+    """Every value a notebook glued (myst-nb's display_data outputs with ``scrapbook`` metadata), as Python
+    values read back from their text/plain form (a number, a string), the last one winning."""
+    values = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            meta = (out.get("metadata") or {}).get("scrapbook")
+            if out.get("output_type") != "display_data" or not meta:
+                continue
+            prefix = meta.get("mime_prefix", "")
+            text = out.get("data", {}).get(prefix + "text/plain")
+            if text is None:
+                continue
+            try:
+                values[meta["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                values[meta["name"]] = text
+    return values
+
+
+def chapter_key(rel: Path) -> str | None:
+    """``notebooks/03_self_attention.ipynb`` -> ``ch3``: the prefix of the run-time keys it glues."""
+    match = re.match(r"(\d+)_", rel.name)
+    return f"ch{int(match.group(1))}" if match else None
+
+
+def chapter_title(nb, rel: Path) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            match = re.search(r"^#\s+(.+)$", cell.source, re.M)
+            if match:
+                return match.group(1).strip()
+    return rel.stem
+
+
+def _cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")  # one table cell, whatever the text holds
+
+
+def run_time_table(notebooks: dict) -> str:
+    """The intro's run-time table (MyST markdown) from ``{relative path: executed notebook}``, in toc order.
+    A chapter that glued no run time says so instead of showing a number."""
+    lines = ["| Chapter | wall time | CPU time | machine | profile | full profile (estimate) |",
+             "|---|---|---|---|---|---|"]
+    for rel, nb in notebooks.items():
+        key = chapter_key(Path(rel))
+        if key is None:
+            continue
+        v = glue_values(nb)
+        title = f"{int(key[2:])}. {chapter_title(nb, Path(rel))}"
+        estimate = _cell(v.get(f"{key}_full_estimate", "see the chapter's run-time section"))
+        if f"{key}_wall_s" not in v:
+            lines.append(f"| {title} | not measured (the chapter glues no run time) | | | | {estimate} |")
+            continue
+        cpu = v.get(f"{key}_cpu_s")
+        machine = _cell(v.get(f"{key}_machine", "unknown machine"))
+        lines.append(f"| {title} | {float(v[f'{key}_wall_s']):.0f} s | "
+                     f"{'' if cpu is None else f'{float(cpu):.0f} s'} | {machine} | "
+                     f"{_cell(v.get(f'{key}_profile', ''))} | {estimate} |")
+    note = ("Measured while this build executed each chapter (each chapter's last cell prints its own line); "
+            "the machine may have been shared with other jobs, so wall times are upper bounds and CPU times "
+            "steadier. The full-profile column is an estimate, not a measurement: each chapter says how it was made.")
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def write_run_time_table(root: Path, notebooks: list[Path]) -> Path | None:
+    """Replace ``root/book/run_times.md`` (when the book has that placeholder) by the table of the notebooks
+    under ``root``; returns the path written, or None."""
+    target = root / RUN_TIMES
+    if not target.exists():
+        return None
+    table = run_time_table({rel: nbformat.read(str(root / rel), as_version=4) for rel in notebooks})
+    target.write_text("<!-- Written by `python -m tests.nbval_save stage` from the executed chapters. -->\n" + table)
+    return target
 
 
 def main(argv=None):
