@@ -202,7 +202,7 @@ def test_notebook_follows_the_chapter_conventions(path):
     assert re.search(r"^##\s+Summary\s*$", markdown, re.M), f"{path.name}: needs a '## Summary' section"
     fence = r"^(?:`{3,}|:{3,})"  # ``` or ```` (when nesting code) or ::: (colon_fence)
     assert re.search(fence + r"\{exercise\}", markdown, re.M), f"{path.name}: needs at least one {{exercise}}"
-    solution_dropdown = re.search(fence + r"\{solution\}[^\n]*\n(:[^\n]*\n)*:class:\s*dropdown", markdown, re.M)
+    solution_dropdown = re.search(fence + r"\{solution(?:-start)?\}[^\n]*\n(:[^\n]*\n)*:class:\s*dropdown", markdown, re.M)
     assert solution_dropdown or "{dropdown}" in markdown, (
         f"{path.name}: solutions must be hidden in a dropdown ({{solution}} with ':class: dropdown')")
     assert re.search(r"\{cite(:[a-z]+)?\}`", markdown), f"{path.name}: cite its sources with {{cite}}"
