@@ -16,7 +16,7 @@ export PYTHONWARNINGS ?= ignore::DeprecationWarning
 # it too, but the chapters import TensorFlow first.
 export TF_CPU_ALLOCATOR_USE_BFC ?= true
 
-.PHONY: reference peer-venv install book book-from-nbval test unit nbval browser chromium notebooks train-quick bench intro-figure clean
+.PHONY: reference peer-venv install book book-from-nbval test unit nbval browser chromium notebooks train-quick bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else "need Python 3.10-3.12, found %d.%d: set PYTHON=python3.11" % v)'
@@ -94,9 +94,3 @@ peer-venv:
 
 clean:
 	rm -rf _build runs
-
-# The intro page's sample grid: the quick preset trained from scratch, then sampled.
-intro-figure: $(STAMP)
-	rm -rf runs/intro
-	$(BIN)/sagan-tut train --preset quick --out runs/intro
-	$(BIN)/sagan-tut sample --run runs/intro --n 64 --out book/_static/sample_grid.png
