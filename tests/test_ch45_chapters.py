@@ -194,7 +194,7 @@ def _run_data_cells(monkeypatch, root, download=False):
     from sagan_tut.data import load_dataset
     from sagan_tut.profile import on_colab
 
-    monkeypatch.setenv("SAGAN_TUT_CELEBA_ROOT", str(root))
+    monkeypatch.setenv("SAGAN_TUT_CELEBA_DIR", str(root))
     monkeypatch.delenv("SAGAN_TUT_CELEBA_SOURCE", raising=False)
     form = code_cell(CH5, "#@title Where is CelebA?")
     assert '#@param ["auto"' in form and "#@param {type:\"boolean\"}" in form
@@ -241,3 +241,11 @@ def test_ch5_download_with_auto_means_kaggle(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="no network"):
         _run_data_cells(monkeypatch, empty, download=True)
     assert calls  # DOWNLOAD ticked with source "auto" went to the Kaggle mirror, and its error was not swallowed
+
+
+@pytest.mark.parametrize("path", [CH4, CH5], ids=["ch4", "ch5"])
+def test_profile_settings_have_smoke_caps(path):
+    # The full branch runs in smoke mode only if the chapter's settings come from profile_config(smoke_caps=...).
+    setup = code_cell(path, "PROFILES = dict(")
+    assert "CFG = profile_config(PROFILES, smoke_caps=dict(" in setup
+    assert not re.search(r"\)\[PROFILE\]", setup)  # no hand-picked dict(quick=..., full=...)[PROFILE] left
