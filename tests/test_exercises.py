@@ -27,8 +27,6 @@ CHAPTERS = sorted((ROOT / "notebooks").glob("0[1-6]*.ipynb"))
 # Chapters whose solutions still compute in markdown or type their results; remove a chapter once
 # test_chapter_solutions_are_executed passes for it.
 PENDING = {
-    "04_hinge_loss_and_ttur",
-    "05_sagan_celeba",
     "06_evaluation",
 }
 
@@ -61,31 +59,36 @@ def exercise_statements(nb) -> dict[str, str]:
 
 
 def solutions(nb) -> list[Solution]:
+    """Every solution of the notebook: complete {solution} blocks, and gated ones from {solution-start} to
+    {solution-end} with the code cells between them. A cell may hold several of each, and text after a
+    {solution-end} is scanned too."""
     found, gated = [], None
     for i, cell in enumerate(nb.cells):
-        if gated is not None:
-            if cell.cell_type == "code":
-                gated.code_cells.append(i)
-                continue
-            end = SOLUTION_END.search(cell.source)
-            gated.prose.append((i, cell.source[:end.start()] if end else cell.source))
-            if end:
-                gated = None
+        if gated is not None and cell.cell_type == "code":
+            gated.code_cells.append(i)
             continue
         if cell.cell_type != "markdown":
             continue
-        for m in SOLUTION.finditer(cell.source):
-            found.append(Solution(m.group("arg").split()[0] if m.group("arg").split() else "?",
-                                  prose=[(i, m.group("body"))]))
-        start = SOLUTION_START.search(cell.source)
-        if start:
-            gated = Solution(start.group(2))
-            rest = cell.source[start.end():]
-            end = SOLUTION_END.search(rest)
-            gated.prose.append((i, rest[:end.start()] if end else rest))
-            found.append(gated)
-            if end:
-                gated = None
+        text = cell.source
+        while text:
+            if gated is not None:
+                end = SOLUTION_END.search(text)
+                gated.prose.append((i, text[:end.start()] if end else text))
+                if not end:
+                    break
+                gated, text = None, text[end.end():]
+                continue
+            block, start = SOLUTION.search(text), SOLUTION_START.search(text)
+            if block and (not start or block.start() < start.start()):
+                found.append(Solution(block.group("arg").split()[0] if block.group("arg").split() else "?",
+                                      prose=[(i, block.group("body"))]))
+                text = text[block.end():]
+            elif start:
+                gated = Solution(start.group(2))
+                found.append(gated)
+                text = text[start.end():]
+            else:
+                break
     return found
 
 
@@ -95,12 +98,16 @@ def solution_problems(nb, name: str, allow: dict | None = None) -> list[str]:
     problems = []
     for sol in solutions(nb):
         given = {pn.value_of(n) for _, _, n in pn.numbers_in(pn.masked_prose(statements.get(sol.label, "")))}
+        # "or the cell asserts the claim": a number in an assert of the solution's own code cells is checked there.
+        asserted = {pn.value_of(n) for j in sol.code_cells for line in nb.cells[j].source.splitlines()
+                    if line.lstrip().startswith("assert") or "assert_allclose" in line
+                    for _, _, n in pn.numbers_in(line)}
         for i, text in sol.prose:
             if CODE_FENCE.search(text):
                 problems.append(f"{name} cell {i}, solution {sol.label}: computes in a markdown code block that "
                                 f"nothing executes; write it as a gated solution ({{solution-start}} {sol.label} "
                                 f"... code cells ... {{solution-end}}) so nbval runs it")
-            for f in pn.check_text(text, i, set(), allowed | given, strict=True):
+            for f in pn.check_text(text, i, set(), allowed | given | asserted, strict=True):
                 problems.append(f"{name} cell {i}, solution {sol.label}: the number {f.number!r} is typed "
                                 f"(...{f.context}...); glue it from the cell that computes it")
         for i in sol.code_cells:
@@ -141,6 +148,24 @@ def test_planted_wrong_number_in_prose_solution_is_caught():
     assert len(problems) == 1 and "'0.617'" in problems[0] and "solution ex-x" in problems[0]
     glued = EXERCISE_MD + "````{solution} ex-x\n:class: dropdown\n\nThe code prints {glue:text}`tv:.3f`.\n````"
     assert solution_problems(_nb(glued), "ch", allow={}) == []
+
+
+def test_a_number_the_solution_asserts_is_excused_and_a_wrong_one_is_not():
+    start = EXERCISE_MD + "```{solution-start} ex-x\n:class: dropdown\n```\n\nThe first layer has %s channels.\n"
+    end = "```{solution-end}\n```\n"
+    cell = _executed("assert channels(64, 1.0) == 64\nprint(channels(64, 1.0))", "64\n")
+    assert solution_problems(_nb(start % "64", cell, end), "ch", allow={}) == []
+    problems = solution_problems(_nb(start % "32", cell, end), "ch", allow={})
+    assert len(problems) == 1 and "'32'" in problems[0]
+
+
+def test_two_solutions_in_one_cell_are_both_checked():
+    """Text after a {solution-end} in the same cell is scanned: a later solution there is not invisible."""
+    end_then_more = ("```{solution-end}\n```\n\n" + EXERCISE_MD.replace("ex-x", "ex-y")
+                     + "````{solution} ex-y\n:class: dropdown\n\nIt prints 0.617.\n````")
+    start = EXERCISE_MD + "```{solution-start} ex-x\n:class: dropdown\n```\n"
+    problems = solution_problems(_nb(start, _executed("print(1)", "1\n"), end_then_more), "ch", allow={})
+    assert len(problems) == 1 and "solution ex-y" in problems[0] and "'0.617'" in problems[0]
 
 
 def test_a_setting_in_code_does_not_excuse_a_typed_result():

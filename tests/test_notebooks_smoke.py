@@ -26,8 +26,6 @@ CELL_TIMEOUT_S = 300  # generous for 2 shared cores; a capped cell takes seconds
 # hours). Remove a chapter from this set once it builds its settings with profile_config(..., smoke_caps=...).
 # (02 and 03 train nothing: their full branches already run in a minute or two.)
 PENDING = {
-    "04_hinge_loss_and_ttur",  # c24's evaluation set and the runs after it are full size
-    "05_sagan_celeba",  # does not read $SAGAN_TUT_CELEBA_DIR yet: "CelebA was not found" in c16
     "06_evaluation",  # c13's assert_allclose(rtol=1e-5) fails at the full n_check (FID near 0)
 }
 
