@@ -205,3 +205,44 @@ def table_markdown(result: dict) -> str:
     for q, row in result["table"].items():
         lines.append(f"| {q} | " + " | ".join(f"{row[r]:.2f}" for r in REGIONS) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- figure
+def plot_query_maps(out: dict, faces=(0, 1, 2), panel_size: float = 2.3, cmap: str = "magma"):
+    """One row per face of ``out`` (from :func:`query_maps`): the face with the queries and the measured regions
+    (dotted), then per query the face under its attention map, titled with the query's name. Maps are in units
+    of uniform attention (1 = a uniform map) on one square-root colour scale for the whole figure: trained maps
+    are peaked, and on a linear scale everything but the peak would look black."""
+    from matplotlib.colors import PowerNorm
+    from matplotlib.figure import Figure
+
+    from .viz import image_grid
+
+    faces = [int(i) for i in faces]
+    if out.get("images") is None:
+        raise ValueError("plot_query_maps needs the images: call query_maps(..., with_images=True).")
+    R = out["maps"].shape[-1]
+    ratio = out["maps"][faces] * (R * R)
+    norm = PowerNorm(0.5, vmin=0.0, vmax=float(ratio.max()))
+    n_q = len(out["names"])
+    fig = Figure(figsize=(panel_size * (1 + n_q) + 0.9, panel_size * len(faces) + 0.3), layout="constrained")
+    axes = fig.subplots(len(faces), 1 + n_q, squeeze=False)
+    overlay = None
+    for row_axes, i, ratios in zip(axes, faces, ratio):
+        picture = image_grid(out["images"][i:i + 1], padding=0)
+        row_axes[0].imshow(picture)
+        for name in REGIONS:
+            row_axes[0].contour(region_mask(name, R), levels=[0.5], colors="white", linewidths=0.8,
+                                linestyles="dotted")
+        row_axes[0].set_title("queries; dotted: regions", fontsize=9)
+        for k, (ax, name, (r, c)) in enumerate(zip(row_axes[1:], out["names"], out["pixels"])):
+            ax.imshow(picture)
+            overlay = ax.imshow(ratios[k], cmap=cmap, norm=norm, alpha=0.8, interpolation="nearest")
+            for a in (row_axes[0], ax):
+                a.plot(c, r, marker="o", ms=7, mec="white", mfc=f"C{k}")
+            ax.set_title(f"query: {name}\npeak {ratios[k].max():.0f}x uniform", fontsize=9)
+        for ax in row_axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.colorbar(overlay, ax=axes, shrink=0.8, label="attention / uniform (square-root scale)")
+    return fig

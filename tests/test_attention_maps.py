@@ -175,3 +175,15 @@ def test_bad_input_is_named(generators):
         am.AttentionProbe(G, layer_name="attn")
     with pytest.raises(ValueError, match="do not match"):
         am.mass_ratio(np.ones((2, 16, 16)), am.region_mask("mouth", 32))
+
+
+def test_plot_titles_queries_in_words(generators):
+    out = am.query_maps(generators["paper"], _z(2), list(am.QUERIES))
+    fig = am.plot_query_maps(out, faces=[0, 1])
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert sum(t.startswith("query: left eye\n") for t in titles) == 2
+    assert {t.split("\n")[0] for t in titles} >= {f"query: {q}" for q in am.QUERIES}
+    assert len(fig.axes) == 2 * 5 + 1  # faces x (picture + 4 queries) + the colour bar
+    no_images = am.query_maps(generators["paper"], _z(2), ["mouth"], with_images=False)
+    with pytest.raises(ValueError, match="needs the images"):
+        am.plot_query_maps(no_images)
