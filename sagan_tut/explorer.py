@@ -45,6 +45,17 @@ def _lut(cmap: str = "magma") -> np.ndarray:
     return (colours * 255).round().astype(np.uint8)
 
 
+def choose_stride(n_faces: int, hw, key_hw, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    """The smallest query stride (1, 2, 4, ...) whose base64 maps for ``n_faces`` faces fit in ``max_bytes``."""
+    (h, w), (hk, wk), stride = hw, key_hw, 1
+    while n_faces * -(-h // stride) * -(-w // stride) * hk * wk * 4 / 3 > max_bytes:
+        if stride >= max(h, w):
+            raise ValueError(f"{n_faces} faces do not fit in max_bytes={max_bytes} even with one query per face: "
+                             "show fewer faces or raise max_bytes.")
+        stride *= 2
+    return stride
+
+
 def explorer_data(generator, z, query_stride: int | None = None, layer_name: str | None = None,
                   max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
     """What the explorer embeds: faces ``images`` (n, R, R, 3) uint8; ``maps`` (n, Q, Hk*Wk) uint8 with
@@ -54,15 +65,8 @@ def explorer_data(generator, z, query_stride: int | None = None, layer_name: str
     z = np.asarray(z, np.float32)
     if z.ndim != 2 or z.shape[1] != probe.z_dim or len(z) < 1:
         raise ValueError(f"z must have shape (faces, {probe.z_dim}) with at least one face, got {z.shape}.")
-    (h, w), (hk, wk) = probe.hw, probe.key_hw
-    if query_stride is None:
-        query_stride = 1
-        while len(z) * -(-h // query_stride) * -(-w // query_stride) * hk * wk * 4 / 3 > max_bytes:
-            if query_stride >= max(h, w):
-                raise ValueError(f"{len(z)} faces do not fit in max_bytes={max_bytes} even with one query per "
-                                 "face: show fewer faces or raise max_bytes.")
-            query_stride *= 2
-    stride = int(query_stride)
+    h, w = probe.hw
+    stride = int(choose_stride(len(z), probe.hw, probe.key_hw, max_bytes) if query_stride is None else query_stride)
     if stride < 1:
         raise ValueError(f"query_stride must be a positive integer, got {query_stride!r}.")
     # The grid's cells sit in the middle of each stride x stride block, so a pointer anywhere in the block is

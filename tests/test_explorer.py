@@ -149,5 +149,8 @@ def test_self_contained_and_within_budget():
                                   np.zeros((4, Z), np.float32))
     assert data["stride"] == 2 and data["maps"].shape == (4, 256, 1024)
     np.testing.assert_array_equal(data["query_rows"], np.arange(1, 32, 2))
+    assert explorer.choose_stride(1, (16, 16), (16, 16)) == 1
+    with pytest.raises(ValueError, match="do not fit in max_bytes=1000"):
+        explorer.choose_stride(4, (32, 32), (32, 32), max_bytes=1000)
     with pytest.raises(ValueError, match="z must have shape"):
         explorer.explorer_data(_toy_generator(side=16), np.zeros((2, 3), np.float32))
