@@ -145,7 +145,6 @@ _TEMPLATE = """<div id="%ID%" class="sagan-explorer">
 <style>
 #%ID% {font: 13px/1.4 sans-serif; color: #222;}
 #%ID% canvas {image-rendering: pixelated; image-rendering: crisp-edges; display: block;}
-#%ID% .se-live {display: none;}
 #%ID% .se-strip {display: flex; gap: 6px; margin: 4px 0 8px;}
 #%ID% .se-strip canvas {width: %THUMB%px; height: %THUMB%px; cursor: crosshair; outline: 2px solid transparent;}
 #%ID% .se-strip canvas.se-on {outline-color: #e6550d;}
@@ -161,7 +160,7 @@ _TEMPLATE = """<div id="%ID%" class="sagan-explorer">
  src="%STATIC%"><br><em>Faces (top) and where a query on the left eye attends (bottom; bright = more attention, on a square-root scale).
  The interactive explorer needs JavaScript.</em></div>
 <noscript><p>JavaScript is off: the picture above is the static version of the attention explorer.</p></noscript>
-<div class="se-live">
+<div class="se-live" hidden>
 <div>Point at any pixel of a face (or tap it): the right panel shows that query's attention map over the image
 (the layer's softmax over the %H%x%W% feature map; colour = square root of attention / its peak, so weaker
 reads show too).</div>
@@ -231,8 +230,10 @@ reads show too).</div>
     thumbs.forEach(function (t, j) { t.addEventListener(type, pointer(t, j)); });
     qCanvas.addEventListener(type, pointer(qCanvas, null));
   });
-  root.querySelector(".se-static").style.display = "none";
-  root.querySelector(".se-live").style.display = "block";
+  // The live view is `hidden` in the markup (an attribute that survives HTML sanitisers, unlike scripts), the
+  // static figure visible: a viewer that strips the script shows the figure, never empty canvases.
+  root.querySelector(".se-static").hidden = true;
+  root.querySelector(".se-live").hidden = false;
   show(0, D.start[0], D.start[1]);
   var api = {show: show, state: function () { return state; }, data: D};
   var reg = window.saganExplorer || {instances: {}};
