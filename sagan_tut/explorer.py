@@ -145,7 +145,7 @@ _TEMPLATE = """<div id="%ID%" class="sagan-explorer">
 <style>
 #%ID% {font: 13px/1.4 sans-serif; color: #222;}
 #%ID% canvas {image-rendering: pixelated; image-rendering: crisp-edges; display: block;}
-#%ID% .se-strip {display: flex; gap: 6px; margin: 4px 0 8px;}
+#%ID% .se-strip {display: flex; gap: 6px; margin: 4px 0 8px; padding: 2px;}
 #%ID% .se-strip canvas {width: %THUMB%px; height: %THUMB%px; cursor: crosshair; outline: 2px solid transparent;}
 #%ID% .se-strip canvas.se-on {outline-color: #e6550d;}
 #%ID% .se-main {display: flex; gap: 12px; flex-wrap: wrap;}
