@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from test_book_browser import CHROMIUM_ARGS, _find_chromium  # tests/ is on the path (no __init__.py)
+from test_book_browser import CHROMIUM_ARGS, _find_chromium, _missing  # tests/ is on the path (no __init__.py)
 
 from sagan_tut import explorer
 from sagan_tut.attention import SelfAttention
@@ -45,7 +45,7 @@ def page_setup(tmp_path_factory):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright is not installed: pip install -e '.[dev]'")
+        _missing("playwright is not installed: pip install -e '.[dev]'")  # fails under SAGAN_TUT_REQUIRE_BOOK=1
     G = _toy_generator()
     z = np.random.default_rng(1).standard_normal((3, Z)).astype(np.float32)
     html = explorer.explorer_html(G, z=z, query_stride=2)
