@@ -25,9 +25,7 @@ CELL_TIMEOUT_S = 300  # generous for 2 shared cores; a capped cell takes seconds
 # Chapters whose full branch does not use smoke caps yet: not executed (their full profile would train for
 # hours). Remove a chapter from this set once it builds its settings with profile_config(..., smoke_caps=...).
 # (02 and 03 train nothing: their full branches already run in a minute or two.)
-PENDING = {
-    "06_evaluation",  # c13's assert_allclose(rtol=1e-5) fails at the full n_check (FID near 0)
-}
+PENDING: set[str] = set()
 
 pytestmark = pytest.mark.smoke
 
