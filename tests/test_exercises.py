@@ -26,9 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("0[1-6]*.ipynb"))
 # Chapters whose solutions still compute in markdown or type their results; remove a chapter once
 # test_chapter_solutions_are_executed passes for it.
-PENDING = {
-    "06_evaluation",
-}
+PENDING: set[str] = set()
 
 _BLOCK = r"^(?P<fence>`{3,}|:{3,})\{%s\}[ \t]*(?P<arg>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$"
 SOLUTION = re.compile(_BLOCK % "solution", re.S | re.M)

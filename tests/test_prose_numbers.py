@@ -10,9 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("0[1-6]*.ipynb"))
 # Chapters whose prose still types computed numbers by hand (issue #13 item 3). Remove a chapter from this set
 # once `python tests/prose_numbers.py notebooks/<it>.ipynb` prints nothing; its test then has to pass.
-PENDING = {
-    "06_evaluation",
-}
+PENDING: set[str] = set()
 
 CODE = """\
 import time
