@@ -46,12 +46,7 @@ def definitions(source: str, *names: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ the pages' text
-@pytest.mark.parametrize("path", [CH4, CH5], ids=["ch4", "ch5"])
-def test_markdown_has_no_control_characters(path):
-    # A "\t" in a Python string that wrote the markdown turned every \text into TAB + "ext" (ch5's FLOP formulas).
-    for c in cells(path, "markdown"):
-        bad = sorted({hex(ord(ch)) for ch in c.source if ord(ch) < 32 and ch != "\n"})
-        assert not bad, f"{path.name} cell {c.get('id')}: control characters {bad}"
+# Control characters in any chapter's markdown: tests/test_markdown_source.py.
 
 
 def test_ch5_flop_formulas_use_text():

@@ -24,9 +24,6 @@ import prose_numbers as pn  # tests/ is on sys.path (rootdir conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("0[1-6]*.ipynb"))
-# Chapters whose solutions still compute in markdown or type their results; remove a chapter once
-# test_chapter_solutions_are_executed passes for it.
-PENDING: set[str] = set()
 
 _BLOCK = r"^(?P<fence>`{3,}|:{3,})\{%s\}[ \t]*(?P<arg>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$"
 SOLUTION = re.compile(_BLOCK % "solution", re.S | re.M)
@@ -202,14 +199,8 @@ def test_the_chapters_have_solutions_this_test_can_see():
         assert solutions(nbformat.read(path, as_version=4)), f"{path.name}: no exercise solution found"
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, id=p.stem, marks=[pytest.mark.xfail(strict=False, reason="solutions not executed/glued yet "
-                                                        "(issue #13 item 3)")] if p.stem in PENDING else [])
-    for p in CHAPTERS])
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_solutions_are_executed(path):
     problems = solution_problems(nbformat.read(path, as_version=4), path.stem)
     assert not problems, "\n".join(problems)
 
-
-def test_pending_names_real_chapters():
-    assert PENDING <= {p.stem for p in CHAPTERS}

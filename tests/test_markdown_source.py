@@ -12,9 +12,6 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Notebooks whose markdown is known to hold control characters and is being fixed (chapter 5's c51 lost the
-# backslashes of its \text to TABs); remove a name once the fix has landed, so the test guards it.
-PENDING: set[str] = set()
 BAD_CHARS = {chr(c) for c in range(0x20) if c != 0x0A} | {"\x7f"}
 
 
@@ -49,10 +46,7 @@ def markdown_files():
     return [*sorted((ROOT / "book").glob("*.md")), ROOT / "README.md"]
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, id=p.name, marks=[pytest.mark.xfail(strict=False, reason="TABs for lost backslashes, being "
-                                                        "fixed")] if p.name in PENDING else [])
-    for p in sorted((ROOT / "notebooks").glob("*.ipynb"))])
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebook_markdown_has_no_control_characters(path):
     problems = notebook_problems(nbformat.read(path, as_version=4), f"notebooks/{path.name}")
     assert not problems, "\n".join(problems)

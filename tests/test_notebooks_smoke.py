@@ -22,10 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("0[1-6]*.ipynb"))
 CELEBA_ENV = "SAGAN_TUT_CELEBA_DIR"  # chapter 5 reads its CelebA location from here when it is set
 CELL_TIMEOUT_S = 300  # generous for 2 shared cores; a capped cell takes seconds
-# Chapters whose full branch does not use smoke caps yet: not executed (their full profile would train for
-# hours). Remove a chapter from this set once it builds its settings with profile_config(..., smoke_caps=...).
-# (02 and 03 train nothing: their full branches already run in a minute or two.)
-PENDING: set[str] = set()
 
 pytestmark = pytest.mark.smoke
 
@@ -76,10 +72,7 @@ def execute_copy(path: Path, workdir: Path, env: dict, timeout: int = CELL_TIMEO
 
 
 @pytest.mark.timeout(3600)
-@pytest.mark.parametrize("path", [
-    pytest.param(p, id=p.stem, marks=[pytest.mark.xfail(run=False, reason="no smoke caps yet: the full profile "
-                                                        "would train for hours")] if p.stem in PENDING else [])
-    for p in CHAPTERS])
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_runs_in_smoke_mode(path, tmp_path, fake_celeba):
     nb, seconds = execute_copy(path, tmp_path, smoke_env(fake_celeba))
     errors = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
@@ -87,9 +80,6 @@ def test_chapter_runs_in_smoke_mode(path, tmp_path, fake_celeba):
     assert not errors, f"{path.name}: cells {errors} raised in smoke mode"
     print(f"{path.name}: {seconds:.0f} s in smoke mode")  # information, never asserted (machines differ)
 
-
-def test_pending_names_real_chapters():
-    assert PENDING <= {p.stem for p in CHAPTERS}
 
 
 def test_fake_celeba_is_in_the_official_folder_format(fake_celeba):

@@ -8,9 +8,6 @@ import prose_numbers as pn  # tests/ is on sys.path (rootdir conftest), as for c
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("0[1-6]*.ipynb"))
-# Chapters whose prose still types computed numbers by hand (issue #13 item 3). Remove a chapter from this set
-# once `python tests/prose_numbers.py notebooks/<it>.ipynb` prints nothing; its test then has to pass.
-PENDING: set[str] = set()
 
 CODE = """\
 import time
@@ -114,14 +111,8 @@ def test_command_line_exit_status(tmp_path, capsys):
     assert "c1: '95'" in out and "about 95 s of CPU" in out
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, id=p.stem, marks=[pytest.mark.xfail(strict=False, reason="prose numbers not glued yet "
-                                                           "(issue #13 item 3)")] if p.stem in PENDING else [])
-    for p in CHAPTERS])
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_prose_numbers_are_glued(path):
     findings = pn.check_path(path)
     assert not findings, f"{path.name}: numbers typed in prose:\n" + "\n".join(map(str, findings))
 
-
-def test_pending_names_real_chapters():
-    assert PENDING <= {p.stem for p in CHAPTERS}
