@@ -15,6 +15,11 @@ export PYTHONWARNINGS ?= ignore::DeprecationWarning
 # TensorFlow's BFC allocator on the CPU: 7-11% faster training here (book/performance.md). `import sagan_tut` sets
 # it too, but the chapters import TensorFlow first.
 export TF_CPU_ALLOCATOR_USE_BFC ?= true
+# Test processes at a time (pytest-xdist, one test file or notebook per worker). Run one after another, the tests kept
+# only ~1.1 of 2 cores busy on average (compiles, kernel start-ups, subprocesses, small ops are single-threaded), so
+# two workers cut `make test`'s wall time (benchmarks/results/make_test.md). JOBS=1 runs them one at a time.
+JOBS ?= 2
+XDIST = -n $(JOBS) --dist loadfile
 
 .PHONY: reference peer-venv install book book-from-nbval test unit nbval browser chromium notebooks train-quick bench clean
 
@@ -40,18 +45,19 @@ book: $(STAMP)
 # comparison with the committed outputs would need a re-implementation of nbval. A notebook whose run failed has no
 # executed copy, and one edited since nbval ran is refused, so stale outputs can't be built.
 test: $(STAMP) chromium
-	$(BIN)/pytest tests -m "not browser"
+	$(BIN)/pytest tests -m "not browser" $(XDIST)
 	$(MAKE) --no-print-directory nbval
 	$(MAKE) --no-print-directory book-from-nbval
 	SAGAN_TUT_REQUIRE_BOOK=1 $(BIN)/pytest tests -m browser
 
 unit: $(STAMP)
-	$(BIN)/pytest tests -m "not browser"
+	$(BIN)/pytest tests -m "not browser" $(XDIST)
 
 # Also saves each chapter it executed, outputs included, to $(EXECUTED) (only chapters whose cells all passed).
+# Under xdist --dist loadfile each notebook's cells all run in order in one worker's kernel.
 nbval: $(STAMP)
 	SAGAN_TUT_PROFILE=quick $(BIN)/python -m pytest -p tests.nbval_save --nbval-save=$(EXECUTED) \
-	  --nbval-lax -p no:randomly notebooks/ --ignore-glob='notebooks/_*'
+	  --nbval-lax -p no:randomly $(XDIST) notebooks/ --ignore-glob='notebooks/_*'
 
 # The book, strict as `make book`, from the chapters `make nbval` just executed: a copy of the sources in
 # $(STAGE) with those notebooks and execution off, built into _build/html (--all: every page read afresh).

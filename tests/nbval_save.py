@@ -10,6 +10,9 @@ it also writes every notebook whose code cells all ran and passed to ``_build/ex
 notebook with each code cell's outputs replaced by what the kernel just sent, message by message as nbclient (the
 executor behind jupyter-book) stores them -- stdout, stderr, display_data with its metadata (glue), results, errors,
 ``clear_output`` and display updates applied -- and execution counts 1, 2, ... . nbval's own comparison is untouched.
+Under pytest-xdist (``-n 2 --dist loadfile``: one worker runs all of a notebook's cells, in order, in one kernel)
+each worker writes the notebooks it ran and reports them to the controller, which prints the summary; each copy
+records how many notebooks ran at a time (``parallel``), and the run-time table says so.
 A notebook with a failed, skipped or deselected cell is not written, and its copy from an earlier run is deleted at
 collection, so stale outputs can never be staged. Each copy records the SHA-256 of the source it was executed from.
 
@@ -41,6 +44,11 @@ import pytest
 META_KEY = "sagan_tut_nbval"  # notebook metadata: {"source_sha256": ...} of the notebook nbval executed
 STAGE_MARKER = ".nbval_stage"  # `stage` only ever deletes a folder it made itself
 OUTPUT_MESSAGES = ("stream", "display_data", "execute_result", "error")
+
+
+def parallel_runs() -> int:
+    """How many notebooks this session executes at a time: pytest-xdist's worker count, 1 without xdist."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
 
 
 def sha256(path: Path) -> str:
@@ -77,6 +85,10 @@ class NotebookRun:
         self.passed: set[int] = set()
         self.problems: dict[int, str] = {}  # cell number -> "failed" / "skipped" / ...
 
+    def attempted(self) -> bool:
+        """Whether this session ran any of its cells (under xdist, another worker ran the rest of the notebooks)."""
+        return bool(self.passed or self.problems or self.messages)
+
     def why_not_saved(self) -> str | None:
         if self.problems:
             return ", ".join(f"cell {n} {what}" for n, what in sorted(self.problems.items()))
@@ -97,7 +109,7 @@ class NotebookRun:
             for out in outputs:
                 if out.output_type == "execute_result":
                     out.execution_count = count
-        nb.metadata[META_KEY] = {"source_sha256": self.source_sha256}
+        nb.metadata[META_KEY] = {"source_sha256": self.source_sha256, "parallel": parallel_runs()}
         return nb
 
 
@@ -137,6 +149,7 @@ class NotebookSaver:
         self.out_dir, self.root = out_dir, root
         self.runs: dict[object, NotebookRun] = {}  # nbval's IPyNbFile -> its run
         self.written: list[Path] = []
+        self.not_written: list[str] = []  # "<notebook> (<why>)"; from the workers too under xdist
 
     @staticmethod
     def _is_cell(item) -> bool:
@@ -189,19 +202,33 @@ class NotebookSaver:
         return report
 
     def pytest_sessionfinish(self, session):
+        worker = hasattr(session.config, "workerinput")  # an xdist worker: it ran only its share of notebooks
         for run in self.runs.values():
-            if run.why_not_saved() is None:
+            if worker and not run.attempted():
+                continue
+            if run.why_not_saved() is not None:
+                self.not_written.append(f"{run.rel} ({run.why_not_saved()})")
+            else:
                 target = self.out_dir / run.rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial = target.with_name(target.name + ".partial")
                 nbformat.write(run.executed_notebook(), str(partial))
                 os.replace(partial, target)
                 self.written.append(target)
+        if worker:
+            session.config.workeroutput["nbval_save"] = {"written": [str(p) for p in self.written],
+                                                         "not_written": self.not_written}
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        """xdist's controller: collect what each worker wrote."""
+        report = getattr(node, "workeroutput", {}).get("nbval_save", {})
+        self.written += [Path(p) for p in report.get("written", [])]
+        self.not_written += report.get("not_written", [])
 
     def pytest_terminal_summary(self, terminalreporter):
         lines = [f"nbval-save: wrote {len(self.written)} executed notebook(s) to {self.out_dir}"]
-        lines += [f"  not written: {run.rel} ({run.why_not_saved()})" for run in self.runs.values()
-                  if run.why_not_saved() is not None]
+        lines += [f"  not written: {what}" for what in self.not_written]
         for line in lines:
             terminalreporter.write_line(line)
 
@@ -354,6 +381,12 @@ def run_time_table(notebooks: dict) -> str:
     note = ("Measured while this build executed each chapter (each chapter's last cell prints its own line); "
             "the machine may have been shared with other jobs, so wall times are upper bounds and CPU times "
             "steadier. The full-profile column is an estimate, not a measurement: each chapter says how it was made.")
+    parallel = max((int((nb.metadata.get(META_KEY) or {}).get("parallel", 1)) for nb in notebooks.values()),
+                   default=1)
+    if parallel > 1:
+        note += (f" This build executed {parallel} chapters at a time (`make test` runs nbval under pytest-xdist), "
+                 "so each wall time includes waiting for the cores the other chapters were using; the CPU time is "
+                 "the chapter's own.")
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 

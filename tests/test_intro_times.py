@@ -72,3 +72,12 @@ def test_the_intro_includes_the_table_and_the_repository_holds_its_placeholder()
     assert "```{include} run_times.md" in (ROOT / "book" / "intro.md").read_text()
     placeholder = (ROOT / nbval_save.RUN_TIMES).read_text()
     assert "built by the stage step" in placeholder and "| Chapter |" not in placeholder
+
+
+def test_the_table_says_when_chapters_ran_side_by_side(book):
+    root, executed = book
+    assert "at a time" not in nbval_save.run_time_table(
+        {"notebooks/01_first.ipynb": nbformat.read(str(executed / "notebooks" / "01_first.ipynb"), as_version=4)})
+    nb = nbformat.read(str(executed / "notebooks" / "01_first.ipynb"), as_version=4)
+    nb.metadata[nbval_save.META_KEY]["parallel"] = 2  # what nbval_save records under `pytest -n 2`
+    assert "This build executed 2 chapters at a time" in nbval_save.run_time_table({"notebooks/01_first.ipynb": nb})

@@ -64,8 +64,12 @@ def plain(outputs) -> list[dict]:
     return json.loads(json.dumps(outputs))
 
 
-@pytest.fixture(scope="module")
-def nbval_run(tmp_path_factory):
+# `make test` runs nbval under pytest-xdist, two notebooks at a time (one worker runs all of a notebook's cells).
+MODES = {"serial": [], "xdist": ["-n", "2", "--dist", "loadfile"]}
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def nbval_run(request, tmp_path_factory):
     book = tmp_path_factory.mktemp("book")
     (book / "notebooks").mkdir()
     write_notebook(book / "notebooks" / "tiny.ipynb", CELLS, EXPECTED)
@@ -78,13 +82,13 @@ def nbval_run(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "tests.nbval_save", f"--nbval-save={executed}", "--nbval-lax",
          "-p", "no:randomly", "-p", "no:cacheprovider", f"--rootdir={book}", "-c", os.devnull, "-q",
-         str(book / "notebooks")],
+         *MODES[request.param], str(book / "notebooks")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    return book, executed, proc
+    return book, executed, proc, request.param
 
 
 def test_every_output_of_every_cell_is_saved_in_order(nbval_run):
-    book, executed, proc = nbval_run
+    book, executed, proc, mode = nbval_run
     saved_path = executed / "notebooks" / "tiny.ipynb"
     assert saved_path.exists(), proc.stdout + proc.stderr
     saved = nbformat.read(str(saved_path), as_version=4)
@@ -94,10 +98,12 @@ def test_every_output_of_every_cell_is_saved_in_order(nbval_run):
     assert [c.execution_count for c in code] == [1, 2, 3, 4, 5]
     assert saved.cells[0].cell_type == "markdown"
     assert saved.metadata[nbval_save.META_KEY]["source_sha256"] == nbval_save.sha256(book / "notebooks/tiny.ipynb")
+    assert saved.metadata[nbval_save.META_KEY]["parallel"] == (2 if mode == "xdist" else 1)
+    assert f"nbval-save: wrote 1 executed notebook(s) to {executed}" in proc.stdout, proc.stdout
 
 
 def test_a_notebook_with_a_failing_cell_fails_nbval_and_is_not_saved(nbval_run):
-    _, executed, proc = nbval_run
+    _, executed, proc, mode = nbval_run
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 failed" in proc.stdout and "7 passed" in proc.stdout, proc.stdout
     assert not (executed / "notebooks" / "broken.ipynb").exists(), "the earlier run's copy must be deleted"
