@@ -46,11 +46,6 @@ STAGE_MARKER = ".nbval_stage"  # `stage` only ever deletes a folder it made itse
 OUTPUT_MESSAGES = ("stream", "display_data", "execute_result", "error")
 
 
-def parallel_runs() -> int:
-    """How many notebooks this session executes at a time: pytest-xdist's worker count, 1 without xdist."""
-    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -72,8 +67,9 @@ def pytest_configure(config):
 class NotebookRun:
     """One notebook in this session: the notebook nbval read, and what happened to each of its code cells."""
 
-    def __init__(self, nb_file, root: Path):
+    def __init__(self, nb_file, root: Path, parallel: int = 1):
         self.nb = nb_file.nb
+        self.parallel = parallel  # notebooks executed at a time in this session (pytest-xdist's worker count)
         self.path = Path(nb_file.path)
         try:
             self.rel = self.path.resolve().relative_to(root.resolve())
@@ -109,7 +105,7 @@ class NotebookRun:
             for out in outputs:
                 if out.output_type == "execute_result":
                     out.execution_count = count
-        nb.metadata[META_KEY] = {"source_sha256": self.source_sha256, "parallel": parallel_runs()}
+        nb.metadata[META_KEY] = {"source_sha256": self.source_sha256, "parallel": self.parallel}
         return nb
 
 
@@ -152,6 +148,11 @@ class NotebookSaver:
         self.not_written: list[str] = []  # "<notebook> (<why>)"; from the workers too under xdist
 
     @staticmethod
+    def parallel(config) -> int:
+        """pytest-xdist's worker count in a worker (each runs one notebook at a time), else 1."""
+        return int(getattr(config, "workerinput", {}).get("workercount", 1))
+
+    @staticmethod
     def _is_cell(item) -> bool:
         from nbval.plugin import IPyNbCell
         return isinstance(item, IPyNbCell)
@@ -159,7 +160,7 @@ class NotebookSaver:
     def pytest_collection_finish(self, session):
         for item in session.items:
             if self._is_cell(item) and item.parent not in self.runs:
-                run = self.runs[item.parent] = NotebookRun(item.parent, self.root)
+                run = self.runs[item.parent] = NotebookRun(item.parent, self.root, self.parallel(session.config))
                 (self.out_dir / run.rel).unlink(missing_ok=True)  # an earlier run's copy is stale from now on
 
     @pytest.hookimpl(wrapper=True)

@@ -78,7 +78,8 @@ def nbval_run(request, tmp_path_factory):
     stale = executed / "notebooks" / "broken.ipynb"  # an earlier, passing run's copy
     stale.parent.mkdir(parents=True)
     stale.write_text("{}")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # (not PYTEST_XDIST_*: this test may itself run in an xdist worker)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("PYTEST_XDIST")}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "tests.nbval_save", f"--nbval-save={executed}", "--nbval-lax",
          "-p", "no:randomly", "-p", "no:cacheprovider", f"--rootdir={book}", "-c", os.devnull, "-q",
