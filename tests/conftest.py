@@ -9,4 +9,3 @@ import tempfile
 
 os.environ["SAGAN_TUT_PERF_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="sagan_tut_perf_"), "jit_choice.json")
 os.environ.pop("SAGAN_TUT_JIT_COMPILE", None)
-

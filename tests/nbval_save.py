@@ -207,8 +207,9 @@ class NotebookSaver:
         for run in self.runs.values():
             if worker and not run.attempted():
                 continue
-            if run.why_not_saved() is not None:
-                self.not_written.append(f"{run.rel} ({run.why_not_saved()})")
+            why = run.why_not_saved()
+            if why is not None:
+                self.not_written.append(f"{run.rel} ({why})")
             else:
                 target = self.out_dir / run.rel
                 target.parent.mkdir(parents=True, exist_ok=True)
